@@ -1,0 +1,196 @@
+"""Compiled CPU kernels of the MM-LUT forward pass (numba, ``parallel`` over rows, ``nogil``).
+
+The kernels write into caller-owned buffers, so a steady stream of frames allocates no
+full-resolution temporaries. Arithmetic is float32, in the order of the authors' code, so the
+result matches :mod:`lutfuse_ros.core.torch_ops` to rounding.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_INV255 = np.float32(1.0 / 255.0)
+_LUT_SCALE = np.float32(255.0 / 16.0)
+_KR, _KG, _KB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def luma_from_rgb(vis: np.ndarray, r_ch: int, b_ch: int, y_out: np.ndarray) -> None:
+    """BT.601 luma of a uint8 colour image. vis (H, W, C>=3) uint8 -> y_out (H, W) f32 [0, 1]."""
+    h, w = y_out.shape
+    for i in prange(h):
+        for j in range(w):
+            r = np.float32(vis[i, j, r_ch]) * _INV255
+            g = np.float32(vis[i, j, 1]) * _INV255
+            b = np.float32(vis[i, j, b_ch]) * _INV255
+            y_out[i, j] = r * _KR + g * _KG + b * _KB
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def luma_from_gray(vis: np.ndarray, y_out: np.ndarray) -> None:
+    """vis (H, W) uint8 -> y_out (H, W) f32 in [0, 1]."""
+    h, w = y_out.shape
+    for i in prange(h):
+        for j in range(w):
+            y_out[i, j] = np.float32(vis[i, j]) * _INV255
+
+
+@njit(inline="always")
+def _at(y: np.ndarray, i: int, j: int) -> np.float32:
+    """Zero-padded read."""
+    if i < 0 or j < 0 or i >= y.shape[0] or j >= y.shape[1]:
+        return _F0
+    return y[i, j]
+
+
+@njit(parallel=True, nogil=True, cache=True, fastmath=True)
+def sobel_magnitude(y: np.ndarray, g_out: np.ndarray, row_min: np.ndarray,
+                    row_max: np.ndarray) -> None:
+    """Sobel magnitude of y (H, W) f32 with zero padding into g_out (H, W) f32.
+
+    Also writes each row's min and max into row_min/row_max (H,) so the caller can normalise
+    without another pass over the image.
+    """
+    h, w = y.shape
+    for i in prange(h):
+        lo = np.float32(np.inf)
+        hi = np.float32(-np.inf)
+        interior_row = 0 < i < h - 1
+        for j in range(w):
+            if interior_row and 0 < j < w - 1:
+                a, b, c = y[i - 1, j - 1], y[i - 1, j], y[i - 1, j + 1]
+                d, f = y[i, j - 1], y[i, j + 1]
+                gg, hh, k = y[i + 1, j - 1], y[i + 1, j], y[i + 1, j + 1]
+            else:
+                a, b, c = _at(y, i - 1, j - 1), _at(y, i - 1, j), _at(y, i - 1, j + 1)
+                d, f = _at(y, i, j - 1), _at(y, i, j + 1)
+                gg, hh, k = _at(y, i + 1, j - 1), _at(y, i + 1, j), _at(y, i + 1, j + 1)
+            gx = (a + np.float32(2.0) * d + gg) - (c + np.float32(2.0) * f + k)
+            gy = (a + np.float32(2.0) * b + c) - (gg + np.float32(2.0) * hh + k)
+            m = np.sqrt(gx * gx + gy * gy)
+            g_out[i, j] = m
+            lo = min(lo, m)
+            hi = max(hi, m)
+        row_min[i] = lo
+        row_max[i] = hi
+
+
+@njit(inline="always")
+def _lerp(a, b, t):
+    return a * (_F1 - t) + b * t
+
+
+@njit(inline="always")
+def _split(v: np.float32):
+    """Table coordinate of v in [0, 1]: (lower index, upper index clamped to 15, fraction)."""
+    c = v * _LUT_SCALE
+    lo = min(int(c), 15)  # v >= 0, so int() is floor
+    return lo, min(lo + 1, 15), c - np.float32(lo)
+
+
+def lut_along_ir(lut: np.ndarray) -> np.ndarray:
+    """Interpolate the table along the IR axis for every uint8 IR value, once per model.
+
+    An 8-bit IR value q sits at coordinate q / 16 exactly, so the innermost lerp of the
+    authors' lookup takes only 256 values: tabulating it turns 16 gathers per pixel into 8,
+    with the same float32 arithmetic. (16, 16, 16, 16) f32 -> (16, 16, 16, 256) f32.
+    """
+    q = np.arange(256)
+    i0 = q >> 4
+    i1 = np.minimum(i0 + 1, lut.shape[3] - 1)
+    frac = ((q & 15) / np.float32(16.0)).astype(np.float32)
+    one = np.float32(1.0)
+    return np.ascontiguousarray(lut[..., i0] * (one - frac) + lut[..., i1] * frac,
+                                dtype=np.float32)
+
+
+@njit(inline="always")
+def _to_u8(v: np.float32) -> np.uint8:
+    v = min(max(v, _F0), _F1)
+    return np.uint8(np.int32(v * np.float32(255.0) + np.float32(0.5)))
+
+
+@njit(parallel=True, nogil=True, cache=True, fastmath=True)
+def fuse_lookup(vis, ir, y, grad, g_min, g_inv, ctx, ry0, ry1, rwy, cx0, cx1, cwx, lut_ir, out):
+    """Quadrilinear lookup of the fused luma and recombination with the visible chroma.
+
+    Args:
+        vis: (H, W, C) uint8 colour (C >= 3, any channel order) or (H, W) uint8 gray.
+        ir: (H, W) uint8 infrared image.
+        y, grad: (H, W) f32 visible luma in [0, 1] and raw Sobel magnitude.
+        g_min, g_inv: gradient normaliser, g_norm = (grad - g_min) * g_inv, clipped to [0, 1].
+        ctx: (h, w) f32 context map in (0, 1) at reduced resolution.
+        ry0, ry1, rwy / cx0, cx1, cwx: per-row / per-column bilinear taps from (H, W) to (h, w).
+        lut_ir: (16, 16, 16, 256) f32 table from :func:`lut_along_ir`.
+        out: (H, W, 3) uint8 in the channel order of ``vis``, or (H, W) uint8 for gray.
+
+    Keeping the visible Cb and Cr and replacing Y is, in BT.601, the same as adding the
+    luma change ``fused_y - y`` to each of R, G and B: no per-pixel colour matrices.
+    ``fastmath`` lets LLVM reorder the float maths: outputs move by at most 1 LSB.
+    """
+    h, w = y.shape
+    cw = ctx.shape[1]
+    colour = vis.ndim == 3
+    for i in prange(h):
+        # Context map up-sampled for this row: vertical taps once per row, horizontal per pixel.
+        ctx_row = np.empty(cw, np.float32)
+        wy = rwy[i]
+        for k in range(cw):
+            ctx_row[k] = ctx[ry0[i], k] * (_F1 - wy) + ctx[ry1[i], k] * wy
+        for j in range(w):
+            g = min(max((grad[i, j] - g_min) * g_inv, _F0), _F1)
+            s = ctx_row[cx0[j]] * (_F1 - cwx[j]) + ctx_row[cx1[j]] * cwx[j]
+            y0, y1, ya = _split(y[i, j])
+            g0, g1, ga = _split(g)
+            s0, s1, sa = _split(s)
+            q = ir[i, j]
+            # The authors' nesting (IR innermost, then context, gradient, luma).
+            fy = _lerp(
+                _lerp(_lerp(lut_ir[y0, g0, s0, q], lut_ir[y0, g0, s1, q], sa),
+                      _lerp(lut_ir[y0, g1, s0, q], lut_ir[y0, g1, s1, q], sa), ga),
+                _lerp(_lerp(lut_ir[y1, g0, s0, q], lut_ir[y1, g0, s1, q], sa),
+                      _lerp(lut_ir[y1, g1, s0, q], lut_ir[y1, g1, s1, q], sa), ga),
+                ya)
+            if colour:
+                d = np.int32(np.floor((fy - y[i, j]) * np.float32(255.0) + np.float32(0.5)))
+                for c in range(3):
+                    out[i, j, c] = min(max(np.int32(vis[i, j, c]) + d, 0), 255)
+            else:
+                out[i, j] = _to_u8(fy)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def box_downsample_rgb_ir(vis, ir, r_ch, b_ch, k, x_out):
+    """k x k box average of (vis, ir) into the context network's NHWC input.
+
+    vis (H, W, C>=3) or (H, W) uint8, ir (H, W) uint8 -> x_out (1, H // k, W // k, 4) f32,
+    channels (R, G, B, IR) in [0, 255]. Rows and columns past a multiple of k are dropped,
+    as ``avg_pool2d(kernel_size=k)`` does.
+    """
+    ch, cw = x_out.shape[1], x_out.shape[2]
+    colour = vis.ndim == 3
+    inv = np.float32(1.0) / np.float32(k * k)
+    for a in prange(ch):
+        for b in range(cw):
+            sr = 0
+            sg = 0
+            sb = 0
+            si = 0
+            for u in range(a * k, a * k + k):
+                for v in range(b * k, b * k + k):
+                    if colour:
+                        sr += vis[u, v, r_ch]
+                        sg += vis[u, v, 1]
+                        sb += vis[u, v, b_ch]
+                    else:
+                        sr += vis[u, v]
+                    si += ir[u, v]
+            if not colour:
+                sg = sr
+                sb = sr
+            x_out[0, a, b, 0] = np.float32(sr) * inv
+            x_out[0, a, b, 1] = np.float32(sg) * inv
+            x_out[0, a, b, 2] = np.float32(sb) * inv
+            x_out[0, a, b, 3] = np.float32(si) * inv

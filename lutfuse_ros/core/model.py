@@ -1,0 +1,244 @@
+"""The fusion model file: one ``.npz`` that holds everything needed to fuse.
+
+Contents (numpy ``.npz``, loaded with ``allow_pickle=False``, so no code can hide in it):
+
+- ``lut``: float32 :math:`(16, 16, 16, 16)`, axis order ``[y_visible, gradient, context, ir]``,
+  one fused luma value per node (nodes at 0, 16, ..., 240 on the 0..255 scale).
+- ``context/<name>``: float32 tensors of the context network's state dict.
+- ``metadata_json``: uint8 bytes of a UTF-8 JSON object: ``format_version``, ``context_net``
+  (architecture), ``input_scaling``, ``provenance``, ``licence``, free-form ``card``.
+
+The model id is a content hash of the arrays and the architecture (not of the free-form
+metadata), so two files that fuse identically share an id.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+LUT_NODES = 16
+LUT_SHAPE = (LUT_NODES,) * 4
+INPUT_SCALING = {
+    "luma": "BT.601 full-range Y of the visible image, in [0, 1]",
+    "gradient": "Sobel magnitude of Y, normalised to [0, 1] (per image in exact mode)",
+    "context": "ContextNet output in (0, 1); ContextNet input is (R, G, B, IR) in [0, 255]",
+    "ir": "infrared intensity in [0, 1]",
+    "lut_coordinate": "v * 255 / 16, upper neighbour index clamped to 15",
+}
+DEFAULT_MODEL_RESOURCE = "official_lutfuse.npz"
+
+
+class ModelFormatError(ValueError):
+    """A model file is missing, unreadable or does not hold a valid fusion model."""
+
+
+@dataclass
+class FusionModel:
+    """An MM-LUT fusion model: the 4-D table, the context network and metadata.
+
+    Args:
+        lut: float32 array :math:`(16, 16, 16, 16)`, axes ``[y, g, s, i]``.
+        context_state: context-network state dict as float32 numpy arrays.
+        context_config: architecture of the context network (see ``ContextNetConfig``).
+        metadata: provenance, licence and model card (free-form JSON-able dict).
+    """
+
+    lut: np.ndarray
+    context_state: dict[str, np.ndarray]
+    context_config: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_model(self, source="<in memory>")
+
+    @property
+    def model_id(self) -> str:
+        """``sha256:<16 hex>`` over the LUT, the context weights and the architecture."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.lut, dtype="<f4").tobytes())
+        for name in sorted(self.context_state):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.context_state[name], dtype="<f4").tobytes())
+        h.update(json.dumps(self.context_config, sort_keys=True).encode())
+        return "sha256:" + h.hexdigest()[:16]
+
+    def build_context_net(self, device: str = "cpu"):
+        """A ``ContextNet`` in eval mode with this model's weights (needs torch)."""
+        import torch
+
+        from .context_net import ContextNet, ContextNetConfig
+
+        net = ContextNet(ContextNetConfig(**self.context_config))
+        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
+                             self.context_state.items()})
+        return net.to(device).eval()
+
+
+def _expected_context_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    from .context_net import ContextNetConfig
+
+    cfg = ContextNetConfig(**config)
+    w, cin = cfg.width, cfg.in_channels
+    shapes: dict[str, tuple[int, ...]] = {
+        "stem.0.weight": (w, cin, 3, 3), "stem.0.bias": (w,),
+        "stem.2.weight": (w,), "stem.2.bias": (w,),
+        "head.1.weight": (1, w, 3, 3), "head.1.bias": (1,),
+    }
+    for b in range(cfg.num_blocks):
+        shapes[f"blocks.{3 * b}.weight"] = (w, w, 3, 3)
+        shapes[f"blocks.{3 * b}.bias"] = (w,)
+        shapes[f"blocks.{3 * b + 2}.weight"] = (w,)
+        shapes[f"blocks.{3 * b + 2}.bias"] = (w,)
+    return shapes
+
+
+def validate_model(model: FusionModel, source: str) -> None:
+    """Check shapes, dtypes and finiteness; raise :class:`ModelFormatError` naming ``source``."""
+    def fail(problem: str) -> None:
+        raise ModelFormatError(f"{source}: {problem}")
+
+    lut = model.lut
+    if not isinstance(lut, np.ndarray) or lut.shape != LUT_SHAPE:
+        fail(f"LUT must have shape {LUT_SHAPE}, got {getattr(lut, 'shape', type(lut))}")
+    if lut.dtype != np.float32:
+        fail(f"LUT must be float32, got {lut.dtype}")
+    if not np.isfinite(lut).all():
+        fail("LUT holds NaN or infinite values")
+    try:
+        expected = _expected_context_shapes(model.context_config)
+    except TypeError as exc:
+        fail(f"bad context_net architecture {model.context_config!r}: {exc}")
+    missing = sorted(set(expected) - set(model.context_state))
+    extra = sorted(set(model.context_state) - set(expected))
+    if missing or extra:
+        fail(f"context weights do not match the architecture (missing {missing}, "
+             f"unexpected {extra})")
+    for name, shape in expected.items():
+        arr = model.context_state[name]
+        if arr.shape != shape or arr.dtype != np.float32:
+            fail(f"context weight {name!r} must be float32 {shape}, got {arr.dtype} {arr.shape}")
+        if not np.isfinite(arr).all():
+            fail(f"context weight {name!r} holds NaN or infinite values")
+
+
+def save_model(model: FusionModel, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` (``.npz``); returns the path."""
+    path = Path(path)
+    meta = dict(model.metadata)
+    meta.update(format_version=FORMAT_VERSION, context_net=model.context_config,
+                input_scaling=INPUT_SCALING, model_id=model.model_id)
+    arrays = {"lut": model.lut,
+              "metadata_json": np.frombuffer(json.dumps(meta, indent=1).encode(), np.uint8)}
+    arrays.update({f"context/{k}": v for k, v in model.context_state.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def load_model(path: str | os.PathLike | None = None) -> FusionModel:
+    """Load and validate a model file; ``None`` loads the package's default model.
+
+    Raises:
+        ModelFormatError: the file is missing, not an ``.npz``, of another format version,
+            or holds arrays of the wrong shape, dtype or with non-finite values.
+    """
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise ModelFormatError(f"{path}: not a readable model file ({exc})") from exc
+    if "metadata_json" not in arrays or "lut" not in arrays:
+        raise ModelFormatError(f"{path}: missing 'lut' or 'metadata_json' entry")
+    try:
+        meta = json.loads(arrays.pop("metadata_json").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{path}: metadata is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelFormatError(f"{path}: metadata must be a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    context_config = meta.get("context_net", {})
+    if not isinstance(context_config, dict):
+        raise ModelFormatError(f"{path}: 'context_net' must be a JSON object")
+    model = FusionModel.__new__(FusionModel)
+    model.lut = arrays.pop("lut")
+    model.context_state = {k[len("context/"):]: v for k, v in arrays.items()
+                           if k.startswith("context/")}
+    model.context_config = context_config
+    model.metadata = {k: v for k, v in meta.items()
+                      if k not in ("format_version", "context_net", "input_scaling", "model_id")}
+    validate_model(model, source=str(path))
+    return model
+
+
+def default_model_path() -> Path:
+    """Path of the model shipped in the package (the authors' weights, converted; MIT)."""
+    return Path(str(resources.files("lutfuse_ros.models") / DEFAULT_MODEL_RESOURCE))
+
+
+# The authors' state dict uses these Sequential names; the layer indices are the same.
+_OFFICIAL_PREFIXES = {"input_layer.": "stem.", "mid_layer.": "blocks.", "output_layer.": "head."}
+
+
+def convert_official(lut_npy: str | os.PathLike, context_pth: str | os.PathLike) -> FusionModel:
+    """Convert the authors' release (``fine_tuned_lut.npy`` + ``generator_context.pth``).
+
+    The ``.pth`` is read with ``torch.load(weights_only=True)``: no unpickling of code.
+    """
+    import torch
+
+    from .context_net import ContextNetConfig
+
+    lut_npy, context_pth = Path(lut_npy), Path(context_pth)
+    try:
+        lut = np.load(lut_npy, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ModelFormatError(f"{lut_npy}: not a readable .npy LUT ({exc})") from exc
+    if lut.shape == LUT_SHAPE + (1,):
+        lut = lut[..., 0]
+    try:
+        state = torch.load(context_pth, weights_only=True, map_location="cpu")
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise ModelFormatError(f"{context_pth}: not a readable torch state dict ({exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFormatError(f"{context_pth}: expected a state dict of tensors")
+    renamed = {}
+    for key, tensor in state.items():
+        for old, new in _OFFICIAL_PREFIXES.items():
+            if key.startswith(old):
+                renamed[new + key[len(old):]] = tensor.detach().float().numpy().copy()
+                break
+        else:
+            raise ModelFormatError(f"{context_pth}: unexpected tensor {key!r} for LUT-Fuse")
+    meta = {
+        "name": "LUT-Fuse official (fine_tuned_lut + generator_context)",
+        "provenance": {"source": "zyb5/LUT-Fuse release (ckpts/)",
+                       "lut_file": lut_npy.name, "context_file": context_pth.name,
+                       "lut_sha256": hashlib.sha256(lut_npy.read_bytes()).hexdigest(),
+                       "context_sha256": hashlib.sha256(context_pth.read_bytes()).hexdigest()},
+        "licence": "MIT, Copyright (c) the LUT-Fuse authors (X. Yi et al.); see "
+                   "lutfuse_ros/models/LICENSE-LUT-Fuse",
+    }
+    try:
+        return FusionModel(lut=np.ascontiguousarray(lut, dtype=np.float32) if
+                           lut.dtype == np.float32 else lut, context_state=renamed,
+                           context_config=ContextNetConfig().to_dict(), metadata=meta)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{lut_npy} + {context_pth}: {exc}") from exc

@@ -1,0 +1,35 @@
+"""pip / colcon (ament_python) build of lutfuse_ros."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "lutfuse_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Real-time thermal + visible image fusion (LUT-Fuse MM-LUT) for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={f"{PACKAGE}.models": ["*.npz", "LICENSE-*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.*")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+    ],
+    # torch is left unpinned: this machine pins it with constraints.txt, a Jetson keeps the
+    # JetPack build it already has. Every other dependency has x86-64 and aarch64 wheels.
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "numba>=0.59",
+        "torch>=2.0",
+        "scipy>=1.10",
+        "scikit-image>=0.22",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": [f"lutfuse = {PACKAGE}.cli:main"]},
+)
