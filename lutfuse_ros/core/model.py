@@ -233,7 +233,7 @@ def convert_official(lut_npy: str | os.PathLike, context_pth: str | os.PathLike)
                        "lut_file": lut_npy.name, "context_file": context_pth.name,
                        "lut_sha256": hashlib.sha256(lut_npy.read_bytes()).hexdigest(),
                        "context_sha256": hashlib.sha256(context_pth.read_bytes()).hexdigest()},
-        "licence": "MIT, Copyright (c) the LUT-Fuse authors (X. Yi et al.); see "
+        "licence": "MIT, Copyright (c) 2025 Yibing Zhang (LUT-Fuse); see "
                    "lutfuse_ros/models/LICENSE-LUT-Fuse",
     }
     try:

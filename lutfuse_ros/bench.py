@@ -1,0 +1,83 @@
+"""Speed of the forward pass: per stage and total, exact vs fast, numpy vs torch.
+
+Prints the machine (CPU, cores, threads) and the median and p90 of ``runs`` timed frames
+after warm-up; :func:`run_benchmark` returns the same figures for ``--json``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+from .core import FusionConfig, Fuser, load_model
+from .core.synthetic import synthetic_pair
+
+DEFAULT_SIZES = ((480, 640), (1024, 1280))
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def time_fuser(fuser: Fuser, ir: np.ndarray, vis: np.ndarray, runs: int,
+               warmup: int = 3) -> dict:
+    """Median/p90 total and per-stage medians (ms) over ``runs`` frames."""
+    out = np.empty(vis.shape, np.uint8)
+    for _ in range(warmup):
+        fuser.fuse(ir, vis, out=out)
+    totals, stages = [], []
+    for _ in range(runs):
+        t = {}
+        t0 = time.perf_counter()
+        fuser.fuse(ir, vis, out=out, timings=t)
+        totals.append((time.perf_counter() - t0) * 1e3)
+        stages.append(t)
+    return {"median_ms": float(np.median(totals)), "p90_ms": float(np.percentile(totals, 90)),
+            "stages_median_ms": {k: float(np.median([s[k] for s in stages])) for k in stages[0]}}
+
+
+def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float = 0.25,
+                  threads: int = 0, backends=("numpy", "torch"), device: str = "cpu",
+                  exact_runs: int | None = None, log=print) -> dict:
+    import torch
+
+    model = load_model()
+    threads = threads or os.cpu_count() or 1
+    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads,
+                          "torch": torch.__version__, "device": device},
+              "runs": runs, "context_scale": context_scale, "model_id": model.model_id}
+    log(f"CPU: {result['machine']['cpu']}, {os.cpu_count()} cores, {threads} threads, "
+        f"torch {torch.__version__}, device {device}; median/p90 of {runs} runs after warm-up")
+    for h, w in sizes:
+        ir, vis = synthetic_pair(seed=1, size=(h, w))
+        key = f"{w}x{h}"
+        modes = {}
+        for backend in backends:
+            dev = device if backend == "torch" else "cpu"
+            for exact in (False, True):
+                cfg = FusionConfig(exact=exact, context_scale=context_scale, backend=backend,
+                                   device=dev, threads=threads)
+                name = f"{'exact' if exact else 'fast'}_{backend}"
+                n = (exact_runs or runs) if exact else runs
+                modes[name] = stats = time_fuser(Fuser(model, cfg), ir, vis, n)
+                stage_txt = ", ".join(f"{k} {v:.2f}" for k, v in
+                                      stats["stages_median_ms"].items())
+                log(f"{key} {name:12s} median {stats['median_ms']:8.2f} ms  "
+                    f"p90 {stats['p90_ms']:8.2f} ms  [{stage_txt}]")
+        entry = {"modes": modes}
+        if "fast_numpy" in modes:
+            entry["fast_ms"] = modes["fast_numpy"]["median_ms"]
+            entry["exact_ms"] = modes["exact_numpy"]["median_ms"]
+            entry["speedup_fast_vs_exact"] = entry["exact_ms"] / entry["fast_ms"]
+            log(f"{key} fast (numpy) is {entry['speedup_fast_vs_exact']:.1f}x faster than exact")
+        result[key] = entry
+    return result

@@ -1,0 +1,165 @@
+"""The ``lutfuse`` command: fuse folders, evaluate, convert the authors' weights, benchmark,
+and a demo on embedded (procedural) pairs. Thin: all work is done in ``lutfuse_ros.core``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_SKIPPED, EXIT_ERROR = 0, 1, 2
+
+
+def _fusion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=None,
+                   help="model file (.npz); default: the model shipped in the package")
+    p.add_argument("--exact", action="store_true",
+                   help="the authors' forward pass (context network at full resolution)")
+    p.add_argument("--context-scale", type=float, default=None,
+                   help="resolution of the context network in fast mode, 1/k "
+                        "(default: the FusionConfig default)")
+    p.add_argument("--device", default="cpu", help="cpu (compiled kernels) or cuda (torch)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+
+
+def _make_fuser(args):
+    from .core import FusionConfig, Fuser, load_model
+
+    kw = {"exact": args.exact, "threads": args.threads}
+    if args.context_scale is not None:
+        kw["context_scale"] = args.context_scale
+    if args.device != "cpu":
+        kw.update(backend="torch", device=args.device)
+    return Fuser(load_model(args.model), FusionConfig(**kw))
+
+
+def cmd_fuse(args) -> int:
+    from tqdm import tqdm
+
+    from .core.imageio import match_pairs, read_ir, read_visible, write_image
+
+    fuser = _make_fuser(args)
+    listing = match_pairs(args.ir, args.vis)
+    problems = [f"no visible image for {p}" for p in listing.ir_only]
+    problems += [f"no IR image for {p}" for p in listing.vis_only]
+    done = 0
+    for name, ir_path, vis_path in tqdm(listing.pairs, desc="fuse", unit="pair"):
+        try:
+            ir, vis = read_ir(ir_path), read_visible(vis_path)
+            fused = fuser.fuse(ir, vis)
+            write_image(Path(args.out) / f"{name}.png", fused)
+            done += 1
+        except (ValueError, OSError) as exc:
+            problems.append(f"{name}: {exc}")
+    for line in problems:
+        print(f"skipped: {line}", file=sys.stderr)
+    print(f"fused {done} pair(s) into {args.out} with model {fuser.model_id}; "
+          f"{len(problems)} skipped")
+    return EXIT_SKIPPED if problems or done == 0 else EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from .evaluation import TABLE_METRICS, evaluate_folder
+
+    res = evaluate_folder(args.ir, args.vis, args.fused, args.out)
+    for name in res["missing"]:
+        print(f"skipped: no fused image for {name}", file=sys.stderr)
+    print(f"{res['count']} image(s); means:")
+    for m in TABLE_METRICS:
+        print(f"  {m:5s} {res['mean'].get(m, float('nan')):.4f}")
+    if args.out:
+        print(f"wrote {args.out}/metrics.csv, metrics.json, metrics.md, mosaics/")
+    return EXIT_OK if res["count"] and not res["missing"] else EXIT_SKIPPED
+
+
+def cmd_convert(args) -> int:
+    from .core import convert_official, save_model
+
+    model = convert_official(args.lut, args.context)
+    save_model(model, args.out)
+    print(f"wrote {args.out} (model id {model.model_id})")
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_benchmark
+
+    sizes = [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]
+    res = run_benchmark(sizes=sizes, runs=args.runs, context_scale=args.context_scale,
+                        threads=args.threads, device=args.device,
+                        backends=tuple(args.backends))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .core import Fuser
+    from .core.imageio import mosaic, write_image
+    from .core.synthetic import demo_pairs
+
+    fuser = Fuser()
+    rows = [[ir, vis, fuser.fuse(ir, vis)] for _, ir, vis in demo_pairs(args.count)]
+    write_image(args.out, mosaic(rows, ["IR", "visible", "fused"]))
+    print(f"fused {len(rows)} embedded pairs with model {fuser.model_id} "
+          f"({fuser.config.backend}, context_scale {fuser.config.context_scale}); "
+          f"mosaic: {args.out}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lutfuse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fuse", help="fuse every IR/visible pair matched by file name")
+    p.add_argument("--ir", type=Path, required=True, help="folder of 8-bit IR images")
+    p.add_argument("--vis", type=Path, required=True, help="folder of RGB or grey images")
+    p.add_argument("--out", type=Path, required=True, help="output folder (PNG)")
+    _fusion_args(p)
+    p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("eval", help="fusion metrics of a folder of fused images")
+    p.add_argument("--ir", type=Path, required=True)
+    p.add_argument("--vis", type=Path, required=True)
+    p.add_argument("--fused", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None,
+                   help="write metrics.csv/json/md and mosaics here")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("convert-official", help="convert the LUT-Fuse authors' release")
+    p.add_argument("--lut", type=Path, required=True, help="fine_tuned_lut.npy")
+    p.add_argument("--context", type=Path, required=True, help="generator_context.pth")
+    p.add_argument("--out", type=Path, required=True, help="model file to write (.npz)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("bench", help="time the forward pass stage by stage")
+    p.add_argument("--sizes", nargs="+", default=["640x480", "1280x1024"], help="WxH")
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--context-scale", type=float, default=0.25)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="device of the torch backend")
+    p.add_argument("--backends", nargs="+", default=["numpy", "torch"])
+    p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="fuse the embedded procedural pairs into a mosaic PNG")
+    p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"))
+    p.add_argument("--count", type=int, default=4)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .core import FusionInputError, ModelFormatError
+
+    try:
+        return args.func(args)
+    except (ModelFormatError, FusionInputError, FileNotFoundError, ValueError) as exc:
+        print(f"lutfuse {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

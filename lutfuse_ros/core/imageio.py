@@ -1,0 +1,96 @@
+"""Image files: pairs of IR/visible images matched by name, reading, writing, mosaics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class PairListing:
+    """Files of an IR folder and a visible folder matched by file stem."""
+
+    pairs: list[tuple[str, Path, Path]]  # (stem, ir path, visible path), sorted by stem
+    ir_only: list[Path]
+    vis_only: list[Path]
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    return {p.stem: p for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def match_pairs(ir_dir: str | Path, vis_dir: str | Path) -> PairListing:
+    """Match ``ir_dir/<name>.*`` with ``vis_dir/<name>.*``; report files without a partner."""
+    ir, vis = _images(Path(ir_dir)), _images(Path(vis_dir))
+    common = sorted(set(ir) & set(vis))
+    return PairListing(pairs=[(s, ir[s], vis[s]) for s in common],
+                       ir_only=[ir[s] for s in sorted(set(ir) - set(vis))],
+                       vis_only=[vis[s] for s in sorted(set(vis) - set(ir))])
+
+
+def read_ir(path: str | Path) -> np.ndarray:
+    """Read an IR image as (H, W) uint8 (colour files are converted to grey)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{path}: not a readable image")
+    if img.dtype != np.uint8:
+        raise ValueError(f"{path}: IR must be 8-bit, got {img.dtype} (map 16-bit data with "
+                         "lutfuse_ros.core.thermal first)")
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+    return img
+
+
+def read_visible(path: str | Path) -> np.ndarray:
+    """Read a visible image: (H, W, 3) uint8 **RGB**, or (H, W) uint8 for grey files."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{path}: not a readable image")
+    if img.dtype != np.uint8:
+        raise ValueError(f"{path}: visible image must be 8-bit, got {img.dtype}")
+    if img.ndim == 3:
+        return np.ascontiguousarray(img[:, :, 2::-1])  # BGR(A) -> RGB
+    return img
+
+
+def write_image(path: str | Path, img: np.ndarray, order: str = "rgb") -> None:
+    """Write a uint8 gray or colour image (``order`` of its channels) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = img[:, :, ::-1] if (img.ndim == 3 and order == "rgb") else img
+    if not cv2.imwrite(str(path), np.ascontiguousarray(out)):
+        raise OSError(f"{path}: could not write image")
+
+
+def mosaic(rows: list[list[np.ndarray]], labels: list[str] | None = None,
+           height: int = 240) -> np.ndarray:
+    """Tile RGB/gray uint8 images into one RGB image; each row scaled to ``height`` pixels.
+
+    Args:
+        rows: images per row (e.g. ``[[ir, vis, fused], ...]``).
+        labels: optional column titles drawn on the first row.
+    """
+    def rgb(img: np.ndarray) -> np.ndarray:
+        img = img if img.ndim == 3 else np.repeat(img[:, :, None], 3, axis=2)
+        scale = height / img.shape[0]
+        return cv2.resize(img[:, :, :3], (max(1, round(img.shape[1] * scale)), height),
+                          interpolation=cv2.INTER_AREA)
+
+    strips = []
+    for r, row in enumerate(rows):
+        tiles = [rgb(img) for img in row]
+        if labels and r == 0:
+            for tile, text in zip(tiles, labels):
+                cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
+                cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
+        strips.append(np.concatenate(tiles, axis=1))
+    width = max(s.shape[1] for s in strips)
+    strips = [np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0))) for s in strips]
+    return np.concatenate(strips, axis=0)

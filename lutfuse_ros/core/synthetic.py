@@ -1,0 +1,62 @@
+"""Procedural IR/visible scenes: demo and test data with no licence question.
+
+A street at day or night: sky, buildings with windows, a road, and warm objects (people,
+a car's engine) that the visible camera barely shows in the dark but the thermal one does.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def synthetic_pair(seed: int = 0, size: tuple[int, int] = (480, 640),
+                   night: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One registered pair. Returns ``(ir (H, W) uint8, vis (H, W, 3) uint8 RGB)``."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    night = bool(rng.integers(2)) if night is None else night
+    light = 0.25 if night else 1.0
+    vis = np.zeros((h, w, 3), np.float32)
+    ir = np.zeros((h, w), np.float32)
+    horizon = int(h * rng.uniform(0.35, 0.5))
+    rows = np.linspace(0, 1, horizon, dtype=np.float32)[:, None, None]
+    vis[:horizon] = (np.array([90, 140, 220]) * (1 - rows) + np.array([200, 215, 235]) * rows)
+    ir[:horizon] = 20 + 15 * rows[:, :, 0]
+    vis[horizon:] = (85, 85, 90)
+    ir[horizon:] = 110
+    x = 0
+    while x < w:  # buildings
+        bw, bh = int(rng.integers(w // 10, w // 4)), int(rng.integers(h // 6, horizon))
+        colour = rng.uniform(60, 200, 3)
+        cv2.rectangle(vis, (x, horizon - bh), (x + bw, horizon), colour.tolist(), -1)
+        cv2.rectangle(ir, (x, horizon - bh), (x + bw, horizon), float(rng.uniform(70, 120)), -1)
+        for wy in range(horizon - bh + 8, horizon - 12, 18):
+            for wx in range(x + 6, x + bw - 10, 16):
+                lit = rng.random() < (0.5 if night else 0.1)
+                c = (255, 230, 150) if lit else (40, 50, 70)
+                cv2.rectangle(vis, (wx, wy), (wx + 7, wy + 9), c, -1)
+                cv2.rectangle(ir, (wx, wy), (wx + 7, wy + 9), 140.0 if lit else 90.0, -1)
+        x += bw + int(rng.integers(0, 20))
+    for k in range(0, w, 60):  # lane marks
+        cv2.rectangle(vis, (k, (h + horizon) // 2), (k + 30, (h + horizon) // 2 + 4),
+                      (230, 230, 230), -1)
+    for _ in range(int(rng.integers(2, 5))):  # people: warm, dark-clothed
+        cx, cy = int(rng.integers(w // 20, w - w // 20)), int(rng.integers(horizon + 1, h))
+        ph = int(rng.integers(h // 10, h // 5 + 1))
+        cv2.ellipse(vis, (cx, cy - ph // 2), (ph // 6, ph // 2), 0, 0, 360, (50, 45, 40), -1)
+        cv2.ellipse(ir, (cx, cy - ph // 2), (ph // 6, ph // 2), 0, 0, 360, 235.0, -1)
+        cv2.circle(ir, (cx, cy - ph - ph // 8), ph // 8, 250.0, -1)
+    cw, ch = w // 13, h // 16  # a car, its engine hot on the right
+    cx, cy = int(rng.integers(cw, w - cw)), int(rng.integers(horizon + ch, h))
+    cv2.rectangle(vis, (cx - cw, cy - ch), (cx + cw, cy), rng.uniform(40, 220, 3).tolist(), -1)
+    cv2.rectangle(ir, (cx - cw, cy - ch), (cx + cw, cy), 150.0, -1)
+    cv2.rectangle(ir, (cx + cw // 3, cy - ch + 2), (cx + cw - 1, cy - 2), 220.0, -1)
+    vis = vis * light + rng.normal(0, 3 if not night else 2, vis.shape)
+    ir = cv2.GaussianBlur(ir, (5, 5), 1.5) + rng.normal(0, 2, ir.shape)
+    return (np.clip(ir, 0, 255).astype(np.uint8), np.clip(vis, 0, 255).astype(np.uint8))
+
+
+def demo_pairs(count: int = 4, size: tuple[int, int] = (480, 640)):
+    """``count`` pairs alternating day and night: list of ``(name, ir, vis_rgb)``."""
+    return [(f"synthetic_{i:02d}_{'night' if i % 2 else 'day'}",
+             *synthetic_pair(seed=i, size=size, night=bool(i % 2))) for i in range(count)]

@@ -1,0 +1,90 @@
+"""16-bit thermal images to the 8-bit IR input of the fusion model.
+
+Radiometric thermal cameras publish 16-bit counts (``mono16``/``16UC1``) that look black when
+shown as is. Three mappings:
+
+- ``fixed``: a given ``[low, high]`` count range, for calibrated scenes;
+- ``percentile``: the range between two percentiles of the frame (robust AGC);
+- ``equalize``: histogram equalisation over all 65,536 levels.
+
+:func:`agc_range` and :func:`apply_range` are separate so a stream can smooth the range over
+time before applying it (the node does).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+AGC_MODES = ("fixed", "percentile", "equalize")
+
+
+def _check_thermal(img: np.ndarray) -> None:
+    if not isinstance(img, np.ndarray) or img.ndim != 2:
+        raise ValueError(f"thermal image must be a (H, W) array, got {getattr(img, 'shape', img)}")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"thermal image must be uint8 or uint16, got {img.dtype}")
+
+
+def agc_range(img: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
+              subsample: int = 4) -> tuple[float, float]:
+    """Percentile range ``(low, high)`` of a thermal frame.
+
+    Args:
+        img: :math:`(H, W)` uint16 or uint8.
+        percentiles: lower and upper percentile, 0 <= lo < hi <= 100.
+        subsample: use every n-th pixel in each direction (the range barely changes; 16x less
+            work at the default).
+    """
+    _check_thermal(img)
+    lo_p, hi_p = percentiles
+    if not 0.0 <= lo_p < hi_p <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
+    lo, hi = np.percentile(img[::subsample, ::subsample], (lo_p, hi_p))
+    return float(lo), float(hi)
+
+
+def apply_range(img: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Linear map of ``[low, high]`` to ``[0, 255]``, clipped. (H, W) -> (H, W) uint8.
+
+    A flat range (``high <= low``, e.g. a frozen frame during flat-field correction) maps
+    every pixel to mid-grey rather than dividing by zero.
+    """
+    _check_thermal(img)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"range must be finite, got ({low}, {high})")
+    if high <= low:
+        return np.full(img.shape, 128, np.uint8)
+    lut = np.clip((np.arange(65536 if img.dtype == np.uint16 else 256, dtype=np.float32) - low)
+                  * (255.0 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    return lut[img]
+
+
+def equalize(img: np.ndarray) -> np.ndarray:
+    """Histogram equalisation over every level of a uint16/uint8 image -> (H, W) uint8."""
+    _check_thermal(img)
+    levels = 65536 if img.dtype == np.uint16 else 256
+    cdf = np.cumsum(np.bincount(img.ravel(), minlength=levels)).astype(np.float64)
+    first = cdf[np.nonzero(cdf)[0][0]]
+    span = cdf[-1] - first
+    if span <= 0:
+        return np.full(img.shape, 128, np.uint8)
+    lut = np.clip(np.round((cdf - first) / span * 255.0), 0, 255).astype(np.uint8)
+    return lut[img]
+
+
+def thermal_to_8bit(img: np.ndarray, mode: str = "percentile",
+                    low: float | None = None, high: float | None = None,
+                    percentiles: tuple[float, float] = (1.0, 99.0)) -> np.ndarray:
+    """Map a thermal frame to the 8-bit IR input. (H, W) uint16/uint8 -> (H, W) uint8.
+
+    Args:
+        mode: ``"fixed"`` (needs ``low`` and ``high``), ``"percentile"`` or ``"equalize"``.
+    """
+    if mode == "fixed":
+        if low is None or high is None:
+            raise ValueError("mode 'fixed' needs low and high")
+        return apply_range(img, low, high)
+    if mode == "percentile":
+        return apply_range(img, *agc_range(img, percentiles))
+    if mode == "equalize":
+        return equalize(img)
+    raise ValueError(f"mode must be one of {AGC_MODES}, got {mode!r}")

@@ -1,0 +1,80 @@
+"""The ``lutfuse`` command as a user runs it: fuse folders, eval, demo, bad inputs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from lutfuse_ros.core.imageio import write_image
+from lutfuse_ros.core.synthetic import synthetic_pair
+
+
+def lutfuse(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lutfuse_ros.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def make_folders(root, n=2):
+    for i in range(n):
+        ir, vis = synthetic_pair(seed=i, size=(64, 96))
+        write_image(root / "ir" / f"p{i}.png", ir)
+        write_image(root / "vis" / f"p{i}.png", vis)
+    return root / "ir", root / "vis"
+
+
+def test_fuse_then_eval(tmp_path):
+    ir, vis = make_folders(tmp_path)
+    res = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "fused")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "fused").iterdir()) == ["p0.png", "p1.png"]
+    res = lutfuse("eval", "--ir", ir, "--vis", vis, "--fused", tmp_path / "fused",
+                  "--out", tmp_path / "eval")
+    assert res.returncode == 0, res.stderr
+    means = json.loads((tmp_path / "eval" / "metrics.json").read_text())["mean"]
+    assert 0 < means["Qabf"] < 1 and means["EN"] > 0
+    assert (tmp_path / "eval" / "metrics.csv").read_text().count("\n") == 3
+    assert (tmp_path / "eval" / "mosaics" / "p0.png").is_file()
+    assert "| method |" in (tmp_path / "eval" / "metrics.md").read_text()
+
+
+def test_fuse_reports_unmatched_and_unreadable_files(tmp_path):
+    ir, vis = make_folders(tmp_path)
+    write_image(ir / "lonely.png", np.zeros((8, 8), np.uint8))
+    (vis / "broken.png").write_bytes(b"not a png")
+    (ir / "broken.png").write_bytes(b"not a png either")
+    res = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "fused")
+    assert res.returncode == 1
+    assert "lonely" in res.stderr and "broken" in res.stderr
+    assert len(list((tmp_path / "fused").iterdir())) == 2
+
+
+def test_bad_model_file_is_a_clear_error(tmp_path):
+    ir, vis = make_folders(tmp_path, n=1)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"junk")
+    res = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "o", "--model", bad)
+    assert res.returncode == 2 and "bad.npz" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_demo_writes_a_mosaic(tmp_path):
+    res = lutfuse("demo", "--out", tmp_path / "demo.png", "--count", 2)
+    assert res.returncode == 0, res.stderr
+    import cv2
+    assert cv2.imread(str(tmp_path / "demo.png")).shape[0] == 2 * 240
+
+
+def test_every_command_has_help():
+    for cmd in ("fuse", "eval", "convert-official", "bench", "demo"):
+        res = lutfuse(cmd, "--help")
+        assert res.returncode == 0 and "usage" in res.stdout
+
+
+def test_bench_json_has_fast_and_exact_per_resolution(tmp_path):
+    res = lutfuse("bench", "--sizes", "64x48", "--runs", "3", "--backends", "numpy",
+                  "--json", tmp_path / "b.json")
+    assert res.returncode == 0, res.stderr
+    figures = json.loads((tmp_path / "b.json").read_text())
+    assert figures["64x48"]["fast_ms"] > 0 and figures["64x48"]["exact_ms"] > 0
+    assert "lookup+to_rgb" in figures["64x48"]["modes"]["fast_numpy"]["stages_median_ms"]
