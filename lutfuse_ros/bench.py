@@ -45,12 +45,14 @@ def time_fuser(fuser: Fuser, ir: np.ndarray, vis: np.ndarray, runs: int,
             "stages_median_ms": {k: float(np.median([s[k] for s in stages])) for k in stages[0]}}
 
 
-def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float = 0.25,
+def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | None = None,
                   threads: int = 0, backends=("numpy", "torch"), device: str = "cpu",
                   exact_runs: int | None = None, log=print) -> dict:
     import torch
 
     model = load_model()
+    if context_scale is None:
+        context_scale = FusionConfig().context_scale
     threads = threads or os.cpu_count() or 1
     result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads,
                           "torch": torch.__version__, "device": device},

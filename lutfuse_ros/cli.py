@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time the forward pass stage by stage")
     p.add_argument("--sizes", nargs="+", default=["640x480", "1280x1024"], help="WxH")
     p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--context-scale", type=float, default=0.25)
+    p.add_argument("--context-scale", type=float, default=None,
+                   help="context_scale of fast mode (default: the FusionConfig default)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu", help="device of the torch backend")
     p.add_argument("--backends", nargs="+", default=["numpy", "torch"])

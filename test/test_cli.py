@@ -72,9 +72,9 @@ def test_every_command_has_help():
 
 
 def test_bench_json_has_fast_and_exact_per_resolution(tmp_path):
-    res = lutfuse("bench", "--sizes", "64x48", "--runs", "3", "--backends", "numpy",
+    res = lutfuse("bench", "--sizes", "128x96", "--runs", "3", "--backends", "numpy",
                   "--json", tmp_path / "b.json")
     assert res.returncode == 0, res.stderr
     figures = json.loads((tmp_path / "b.json").read_text())
-    assert figures["64x48"]["fast_ms"] > 0 and figures["64x48"]["exact_ms"] > 0
-    assert "lookup+to_rgb" in figures["64x48"]["modes"]["fast_numpy"]["stages_median_ms"]
+    assert figures["128x96"]["fast_ms"] > 0 and figures["128x96"]["exact_ms"] > 0
+    assert "lookup+to_rgb" in figures["128x96"]["modes"]["fast_numpy"]["stages_median_ms"]
