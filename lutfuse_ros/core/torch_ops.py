@@ -14,7 +14,6 @@ from .resample import bilinear_taps, context_size, context_stride
 LUT_SCALE = 255.0 / 16.0  # value in [0, 1] -> table coordinate in [0, 15.94]
 GRAD_EPS = 1e-8
 
-_RGB_TO_Y = (0.299, 0.587, 0.114)
 
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
