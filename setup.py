@@ -29,7 +29,19 @@ setup(
         "scipy>=1.10",
         "scikit-image>=0.22",
         "tqdm>=4.60",
+        "pyyaml>=6",
     ],
-    extras_require={"test": ["pytest>=7"]},
-    entry_points={"console_scripts": [f"lutfuse = {PACKAGE}.cli:main"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        # ROS 2 Kilted from PyPI, for machines without a ROS install (x86-64 only). Robots
+        # use their apt-installed ROS 2 instead and skip this extra.
+        "ros": ["ros-rclpy==9.1.2", "ros-sensor-msgs==5.5.1", "ros-diagnostic-msgs==5.5.1",
+                "ros-rmw-fastrtps-cpp==9.3.3", "pyyaml>=6"],
+    },
+    entry_points={"console_scripts": [
+        f"lutfuse = {PACKAGE}.cli:main",
+        f"fusion_node = {PACKAGE}.ros.fusion_node:main",
+        f"replay_cameras = {PACKAGE}.ros.demo:replay_main",
+        f"fused_receiver = {PACKAGE}.ros.demo:receiver_main",
+    ]},
 )

@@ -6,4 +6,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
+# ROS 2 from PyPI exists for x86-64 Linux only; elsewhere source a ROS install first.
+extras=test
+if [ "$(uname -sm)" = "Linux x86_64" ]; then extras=test,ros; fi
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"

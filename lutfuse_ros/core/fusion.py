@@ -20,6 +20,7 @@ import numpy as np
 
 from . import kernels
 from .model import FusionModel, load_model
+from .preprocess import GradientNormaliser
 from .resample import bilinear_taps, context_size, context_stride
 
 VIS_ORDERS = ("rgb", "bgr")
@@ -148,13 +149,22 @@ class Fuser:
     def model_id(self) -> str:
         return self.model.model_id
 
+    def warm_up(self) -> None:
+        """Fuse a small dummy pair so that kernel compilation (or cache loading) and the first
+        allocations happen now rather than on the first real frame."""
+        k = self.config.stride
+        h, w = max(64, 4 * k), max(64, 4 * k)
+        self.fuse(np.zeros((h, w), np.uint8), np.zeros((h, w, 3), np.uint8))
+        self._buffers = {}
+
     def with_config(self, **changes) -> "Fuser":
         """A new :class:`Fuser` on the same model with some settings changed."""
         return Fuser(self.model, replace(self.config, **changes))
 
     def fuse(self, ir: np.ndarray, vis: np.ndarray, vis_order: str = "rgb",
              out: np.ndarray | None = None,
-             timings: dict[str, float] | None = None) -> np.ndarray:
+             timings: dict[str, float] | None = None,
+             gradient: GradientNormaliser | None = None) -> np.ndarray:
         """Fuse one pair.
 
         Args:
@@ -164,6 +174,9 @@ class Fuser:
             vis_order: channel order of a colour ``vis``: ``"rgb"`` or ``"bgr"``.
             out: optional output buffer, :math:`(H, W, 3)` (colour) or :math:`(H, W)` uint8.
             timings: if given, per-stage milliseconds are added to it.
+            gradient: range of the visible gradient, kept across frames of a stream
+                (:class:`~lutfuse_ros.core.preprocess.GradientNormaliser`); ``None`` uses
+                each image's own min and max, as the authors do.
 
         Returns:
             The fused image, uint8, :math:`(H, W, 3)` in ``vis_order`` for colour input,
@@ -182,9 +195,9 @@ class Fuser:
         r_ch, b_ch = (0, 2) if vis_order == "rgb" else (2, 0)
         self._torch.set_num_threads(self._threads)
         if self.config.backend == "numpy":
-            self._fuse_numpy(ir, vis, r_ch, b_ch, out, _Timer(timings))
+            self._fuse_numpy(ir, vis, r_ch, b_ch, out, _Timer(timings), gradient)
         else:
-            self._fuse_torch(ir, vis, r_ch, b_ch, out, timings)
+            self._fuse_torch(ir, vis, r_ch, b_ch, out, timings, gradient)
         return out
 
     # -- numpy backend ------------------------------------------------------------------
@@ -215,7 +228,7 @@ class Fuser:
             s = self.context_net(torch.from_numpy(x).permute(0, 3, 1, 2))
         return s[0, 0].contiguous().numpy()
 
-    def _fuse_numpy(self, ir, vis, r_ch, b_ch, out, timer: _Timer) -> None:
+    def _fuse_numpy(self, ir, vis, r_ch, b_ch, out, timer: _Timer, gradient) -> None:
         import numba
 
         numba.set_num_threads(min(self._threads, numba.config.NUMBA_NUM_THREADS))
@@ -228,7 +241,11 @@ class Fuser:
                 kernels.luma_from_gray(vis, buf["y"])
         with timer.stage("gradient"):
             kernels.sobel_magnitude(buf["y"], buf["grad"], buf["row_min"], buf["row_max"])
-            g_min, g_max = buf["row_min"].min(), buf["row_max"].max()
+            if gradient is None:
+                g_min, g_max = buf["row_min"].min(), buf["row_max"].max()
+            else:
+                g_min, g_max = (np.float32(v) for v in gradient.update(buf["row_min"],
+                                                                        buf["row_max"]))
             g_inv = np.float32(1.0) / (g_max - g_min + np.float32(1e-8))
         with timer.stage("context"):
             ctx = self.context_map(ir, vis, r_ch, b_ch)
@@ -238,7 +255,7 @@ class Fuser:
                                 buf["cwx"], self._lut_ir, out)
 
     # -- torch backend ------------------------------------------------------------------
-    def _fuse_torch(self, ir, vis, r_ch, b_ch, out, timings) -> None:
+    def _fuse_torch(self, ir, vis, r_ch, b_ch, out, timings, gradient) -> None:
         import torch
 
         from . import torch_ops as T
@@ -256,7 +273,13 @@ class Fuser:
                 ycbcr = T.rgb_to_ycbcr(rgb)
                 y = ycbcr[:, :1]
             with timer.stage("gradient"):
-                g = T.minmax_normalise(T.sobel_magnitude(y))
+                g = T.sobel_magnitude(y)
+                if gradient is None:
+                    g = T.minmax_normalise(g)
+                else:
+                    lo, hi = gradient.update(g[0, 0].amin(dim=1).cpu().numpy(),
+                                             g[0, 0].amax(dim=1).cpu().numpy())
+                    g = ((g - lo) / (hi - lo + T.GRAD_EPS)).clamp(0.0, 1.0)
             with timer.stage("context"):
                 k = self.config.stride
                 try:

@@ -1,0 +1,284 @@
+"""The fusion node: thermal + RGB images in, fused image out.
+
+Frame path (everything else here is bookkeeping)::
+
+    thermal/image ─┐ sensor-data QoS         worker thread (off the executor)
+                   ├─ ApproximateTimePolicy ─ LatestSlot ─ FramePipeline ─ fused/image
+    rgb/image ─────┘  (cheap callbacks)       (newest pair)  (decode, AGC,   fused/camera_info
+    rgb/camera_info ── kept, republished with the fused image's header   register, fuse)
+
+The fused image carries the RGB message's header (stamp and frame_id); it is never restamped.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from ..core.model import ModelFormatError
+from .codec import numpy_to_image
+from .params import PARAMS, check_choice, descriptor
+from .pipeline import FramePipeline, make_fuser, make_preprocessor
+from .sync import RGB, THERMAL, ApproximateTimePolicy, LatestSlot, SyncedPair, stamp_to_ns
+
+_FUSER_KEYS = ("model_path", "fusion.exact", "fusion.context_scale")
+_PRE_PREFIXES = ("agc.", "registration.", "gradient.")
+_SYNC_PREFIX = "sync."
+
+
+class RateMeter:
+    """Message rate over a sliding window of receipt times (monotonic seconds)."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window, self.times = window, deque(maxlen=1000)
+
+    def tick(self, now: float) -> None:
+        self.times.append(now)
+
+    def rate(self, now: float) -> float:
+        while self.times and self.times[0] < now - self.window:
+            self.times.popleft()
+        return len(self.times) / self.window
+
+    def silent_for(self, now: float) -> float | None:
+        return now - self.times[-1] if self.times else None
+
+
+class FusionNode(Node):
+    """Subscribes ``thermal/image``, ``rgb/image``, ``rgb/camera_info``; publishes
+    ``fused/image``, ``fused/camera_info`` and ``/diagnostics``. Parameters: :mod:`.params`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("lutfuse_fusion", **kwargs)
+        for p in PARAMS:
+            self.declare_parameter(p.name, p.default, descriptor(p))
+        self.settings: dict[str, Any] = {p.name: self.get_parameter(p.name).value for p in PARAMS}
+        for p in PARAMS:
+            reason = check_choice(p.name, self.settings[p.name])
+            if reason:
+                raise ValueError(reason)
+        # Model and preprocessing; a bad model file at start-up is fatal (nothing to fall back to).
+        self.pipeline = FramePipeline.from_settings(self.settings)
+        self.pipeline.fuser.warm_up()  # compile/load kernels now, not on the first frame
+        self.sync = self._make_sync(self.settings)
+        self.slot: LatestSlot[tuple[SyncedPair, float]] = LatestSlot()
+        self.camera_info: CameraInfo | None = None
+
+        s = self.settings
+        in_qos = qos_profile_sensor_data if s["qos.input"] == "sensor_data" else \
+            QoSProfile(depth=s["qos.depth"])
+        in_qos.depth = s["qos.depth"]
+        out_qos = QoSProfile(depth=s["qos.depth"]) if s["qos.output"] == "default" else \
+            qos_profile_sensor_data
+        self.pub_image = self.create_publisher(Image, "fused/image", out_qos)
+        self.pub_info = self.create_publisher(CameraInfo, "fused/camera_info", out_qos)
+        self.pub_thermal = (self.create_publisher(Image, "thermal_registered/image", out_qos)
+                            if s["publish_registered_thermal"] else None)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, "thermal/image", lambda m: self._on_image(THERMAL, m),
+                                 in_qos)
+        self.create_subscription(Image, "rgb/image", lambda m: self._on_image(RGB, m), in_qos)
+        self.create_subscription(CameraInfo, "rgb/camera_info", self._on_camera_info, in_qos)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # Statistics read by the diagnostics timer.
+        self.rates = (RateMeter(), RateMeter())
+        self.fused_rate = RateMeter()
+        self.latency_ms: deque[float] = deque(maxlen=300)   # pair complete -> published
+        self.offsets_ms: deque[float] = deque(maxlen=300)
+        self.fused = 0
+        self.bad_input = 0
+        self.last_error = ""
+        self.model_state = "loaded"
+        # Diagnostics tick on the steady clock: they keep running when sim time pauses.
+        self.create_timer(s["diagnostics.period"], self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._worker = threading.Thread(target=self._work, name="lutfuse_fusion", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"fusing {self.resolve_topic_name('thermal/image')} + "
+            f"{self.resolve_topic_name('rgb/image')} -> {self.resolve_topic_name('fused/image')}"
+            f" with model {self.pipeline.fuser.model_id} ({self._engine_summary()})")
+
+    # -- reception (executor thread): cheap ------------------------------------------------
+    @staticmethod
+    def _make_sync(s: dict[str, Any]) -> ApproximateTimePolicy:
+        return ApproximateTimePolicy(s["sync.queue_size"], s["sync.slop"],
+                                     s["sync.thermal_offset"], s["sync.reset_jump"])
+
+    def _on_image(self, topic: int, msg: Image) -> None:
+        now = time.monotonic()
+        self.rates[topic].tick(now)
+        sync = self.sync
+        pair = sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
+        if sync.just_reset:
+            self.get_logger().warn("stamps jumped back in time: sync queues cleared, AGC and "
+                                   "gradient range reset")
+            self.pipeline.pre.reset()
+        if pair is not None:
+            self.slot.put((pair, now))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
+
+    # -- fusion (worker thread) -----------------------------------------------------------
+    def _work(self) -> None:
+        while not self.slot.closed:
+            item = self.slot.take(timeout=0.5)
+            if item is None:
+                continue
+            pair, t_ready = item
+            pipeline = self.pipeline  # one consistent model/preprocessing for this frame
+            try:
+                frame = pipeline(pair.thermal, pair.rgb)
+            except ValueError as exc:  # decode, registration and input-size errors
+                self.bad_input += 1
+                self.last_error = str(exc)
+                self.get_logger().error(f"pair skipped: {exc}", throttle_duration_sec=1.0)
+                continue
+            try:
+                self._publish(pair, frame)
+            except Exception:  # noqa: BLE001 - the context goes away at Ctrl-C
+                if not self.context.ok():
+                    return
+                raise
+            done = time.monotonic()
+            self.fused += 1
+            self.fused_rate.tick(done)
+            self.latency_ms.append((done - t_ready) * 1e3)
+            self.offsets_ms.append(pair.offset_ns / 1e6)
+
+    def _publish(self, pair: SyncedPair, frame) -> None:
+        header = pair.rgb.header
+        if self.pub_thermal is not None:  # first: a viewer gets it before the fused frame
+            self.pub_thermal.publish(numpy_to_image(frame.thermal_8bit, "mono8", header))
+        self.pub_image.publish(numpy_to_image(frame.image, frame.encoding, header))
+        if self.camera_info is not None:
+            info = self.camera_info
+            info.header = header
+            self.pub_info.publish(info)
+
+    # -- parameters -----------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validate all changes by building the new objects, then swap them in at once."""
+        new = dict(self.settings)
+        for p in params:
+            if p.name in new:
+                new[p.name] = p.value
+                reason = check_choice(p.name, p.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+        names = {p.name for p in params}
+        try:
+            fuser = make_fuser(new) if names & set(_FUSER_KEYS) else None
+            pre = make_preprocessor(new) if any(n.startswith(_PRE_PREFIXES) for n in names) \
+                else None
+            sync = self._make_sync(new) if any(n.startswith(_SYNC_PREFIX) for n in names) \
+                else None
+        except (ModelFormatError, ValueError) as exc:
+            self.get_logger().error(f"parameter change refused: {exc}")
+            if "model_path" in names:
+                self.model_state = f"kept {self.pipeline.fuser.model_id}; refused: {exc}"
+            return SetParametersResult(successful=False, reason=str(exc))
+        old = self.pipeline
+        self.pipeline = FramePipeline(fuser or old.fuser, pre or old.pre, new["output_encoding"])
+        if sync is not None:
+            self.sync = sync
+        self.settings = new
+        if fuser is not None:
+            self.model_state = "loaded"
+            self.get_logger().info(f"model {fuser.model_id} in use ({self._engine_summary()})")
+        return SetParametersResult(successful=True)
+
+    def _engine_summary(self) -> str:
+        c = self.pipeline.fuser.config
+        mode = "exact" if c.exact else f"fast, context_scale 1/{c.stride}"
+        return f"{c.backend} backend on {c.device}, {mode}"
+
+    # -- diagnostics ----------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        timeout = self.settings["diagnostics.input_timeout"]
+        name = self.get_fully_qualified_name()
+
+        def status(level, suffix, message, values):
+            return DiagnosticStatus(level=level, name=f"{name}: {suffix}", message=message,
+                                    hardware_id=name,
+                                    values=[KeyValue(key=k, value=str(v)) for k, v in values])
+
+        inputs, problems = [], []
+        level = DiagnosticStatus.OK
+        for topic, label in ((THERMAL, "thermal"), (RGB, "rgb")):
+            silent = self.rates[topic].silent_for(now)
+            inputs += [(f"{label} rate (Hz)", f"{self.rates[topic].rate(now):.1f}"),
+                       (f"{label} silent (s)", "never received" if silent is None
+                        else f"{silent:.2f}")]
+            if silent is None:
+                level = max(level, DiagnosticStatus.WARN)
+                problems.append(f"waiting for {label}")
+            elif silent > timeout:
+                level = DiagnosticStatus.ERROR
+                problems.append(f"{label} silent for {silent:.1f} s")
+        st = self.sync.stats
+        lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
+        off = np.asarray(self.offsets_ms) if self.offsets_ms else np.zeros(1)
+        dropped = self.slot.replaced
+        proc_level = DiagnosticStatus.WARN if self.bad_input else DiagnosticStatus.OK
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [
+            status(level, "inputs", "; ".join(problems) or "receiving", inputs),
+            status(DiagnosticStatus.OK, "sync",
+                   f"{st.pairs} pairs", [("pairs", st.pairs), ("unmatched messages", st.unmatched),
+                                         ("late messages", st.late), ("resets", st.resets),
+                                         ("offset rgb-thermal mean (ms)", f"{off.mean():.2f}"),
+                                         ("offset abs max (ms)", f"{np.abs(off).max():.2f}")]),
+            status(proc_level, "processing",
+                   self.last_error if self.bad_input else f"{self.fused} fused",
+                   [("fused", self.fused), ("fused rate (Hz)", f"{self.fused_rate.rate(now):.1f}"),
+                    ("latency p50 (ms)", f"{np.percentile(lat, 50):.1f}"),
+                    ("latency p99 (ms)", f"{np.percentile(lat, 99):.1f}"),
+                    ("dropped stale pairs", dropped), ("bad input pairs", self.bad_input),
+                    ("last error", self.last_error)]),
+            status(DiagnosticStatus.OK if self.model_state == "loaded"
+                   else DiagnosticStatus.WARN, "model", self.model_state,
+                   [("model id", self.pipeline.fuser.model_id),
+                    ("model path", self.settings["model_path"] or "(package default)"),
+                    ("engine", self._engine_summary())]),
+        ]
+        self.pub_diag.publish(msg)
+
+    def destroy_node(self) -> None:
+        self.slot.close()
+        self._worker.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = FusionNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
