@@ -1,6 +1,10 @@
-"""Shared fixtures: the ``../shared`` data (tests that need it skip with the reason)."""
+"""Shared fixtures: the ``../shared`` data (tests that need it skip with the reason), and a
+private, loopback-only ROS 2 graph for the tests that start nodes."""
 from __future__ import annotations
 
+import os
+import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +12,15 @@ import pytest
 
 from lutfuse_ros.core.synthetic import synthetic_pair
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+# Network safety: every ROS 2 participant of the test run (this process and the nodes it
+# starts) stays on loopback, on a domain of its own, logging into a temp dir.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
+os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lutfuse_test_ros_home_"))
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(ROOT / "config" / "fastdds_shm_localhost.xml")
 
 
 def shared_path(*parts: str) -> Path:
@@ -23,3 +35,13 @@ def shared_path(*parts: str) -> Path:
 def pair() -> tuple[np.ndarray, np.ndarray]:
     """A procedural 96x128 (IR, RGB) pair."""
     return synthetic_pair(seed=3, size=(96, 128))
+
+
+@pytest.fixture(scope="session")
+def rclpy_session():
+    """rclpy initialised once for the test process (skips where ROS 2 is not installed)."""
+    rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy): scripts/setup.sh "
+                                "installs the PyPI wheels on x86-64 Linux")
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()

@@ -71,6 +71,7 @@ def replay_main(args: list[str] | None = None) -> None:
             th = self.declare_parameter("thermal_height", 0).value or h
             tw = self.declare_parameter("thermal_width", 0).value or w
             self.duration = self.declare_parameter("duration", 0.0).value
+            self.summary = self.declare_parameter("summary", "").value
             self.frames = demo_frames(60, (h, w), (th, tw))
             self.pub_t = self.create_publisher(Image, "thermal/image", qos_profile_sensor_data)
             self.pub_v = self.create_publisher(Image, "rgb/image", qos_profile_sensor_data)
@@ -82,6 +83,8 @@ def replay_main(args: list[str] | None = None) -> None:
 
         def tick(self) -> None:
             if self.duration and time.monotonic() - self.t0 > self.duration:
+                if self.summary:
+                    Path(self.summary).write_text(json.dumps({"published": self.n}))
                 raise SystemExit(0)
             counts, bgr = self.frames[self.n % len(self.frames)]
             stamp = self.get_clock().now().to_msg()  # the capture time of a driver
@@ -160,7 +163,10 @@ def receiver_main(args: list[str] | None = None) -> None:
         def report(self) -> dict:
             lat = np.asarray(self.latency_ms or [np.nan])
             span = (self.arrivals[-1] - self.arrivals[0]) if len(self.arrivals) > 1 else 0.0
+            fifth = max(1, len(lat) // 5)
             result = {"frames": len(self.latency_ms),
+                      "latency_p50_first_fifth_ms": float(np.median(lat[:fifth])),
+                      "latency_p50_last_fifth_ms": float(np.median(lat[-fifth:])),
                       "rate_hz": (len(self.arrivals) - 1) / span if span else 0.0,
                       "latency_ms": {"p50": float(np.percentile(lat, 50)),
                                      "p99": float(np.percentile(lat, 99)),
@@ -193,7 +199,8 @@ def ros_env(domain_id: int | None = None, profile: str = "fastdds_shm_localhost.
     """Environment for a private, loopback-only ROS 2 graph with the shared-memory profile."""
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else 10 + os.getpid() % 90)
+    if domain_id is not None or "ROS_DOMAIN_ID" not in env:
+        env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else 10 + os.getpid() % 90)
     env.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lutfuse_ros_home_"))
     # Kilted reads FASTDDS_*; Humble and Jazzy read FASTRTPS_* (Kilted warns if it is set).
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHARE / "config" / profile)

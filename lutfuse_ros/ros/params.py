@@ -34,8 +34,9 @@ PARAMS: tuple[Param, ...] = (
           read_only=True),
     Param("fusion.threads", 0, "CPU threads for fusion; 0: every core.", read_only=True,
           range=(0, 256)),
-    Param("gradient.mode", "stable", "Visible-gradient range: stable (smoothed over frames; "
-          "6-10x less flicker, same quality) or per_image (the authors').",
+    Param("gradient.mode", "stable", "Visible-gradient range: stable (smoothed over frames: "
+          "a bright edge entering the view no longer makes the whole frame jump; single images "
+          "fuse as per_image) or per_image (the authors').",
           choices=("stable", "per_image")),
     Param("gradient.quantile", 1.0, "stable mode: quantile of the row maxima taken as the top "
           "of the range (1: the maximum, as the authors; lower ignores rare extreme edges but "
@@ -79,8 +80,8 @@ PARAMS: tuple[Param, ...] = (
           "image on thermal_registered/image (debugging the calibration).", read_only=True),
     Param("diagnostics.period", 0.5, "Seconds between /diagnostics messages.", read_only=True,
           range=(0.05, 10.0)),
-    Param("diagnostics.input_timeout", 0.5, "A camera silent this long (s) is reported as an "
-          "error.", range=(0.05, 60.0)),
+    Param("diagnostics.input_timeout", 0.4, "A camera silent this long (s) is reported as an "
+          "error (with the 0.5 s period: within 0.9 s).", range=(0.05, 60.0)),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 

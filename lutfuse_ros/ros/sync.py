@@ -112,6 +112,7 @@ class ApproximateTimePolicy:
                 self._clear()
                 self.stats.resets += 1
                 self.just_reset = True
+                newest = None
             last = self._last_paired[topic]
             if last is not None and key <= last:
                 self.stats.late += 1

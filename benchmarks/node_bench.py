@@ -1,0 +1,101 @@
+"""Fusion node benchmark: separate processes (camera replayer -> fusion node -> receiver)
+over loopback DDS with the shared-memory profile.
+
+Default run: 640x480 bgr8 + 640x512 mono16 at 30 Hz for 60 s, then a rate sweep. Prints
+latency (camera stamp -> fused image received) p50/p99/max, delivered %, node CPU % and RSS
+at start and end, and writes a JSON next to it.
+
+    python benchmarks/node_bench.py --seconds 60 --sweep 30,45,60,90 --out out/node_bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from lutfuse_ros.ros.demo import ros_env, spawn, stop
+
+ROOT = Path(__file__).resolve().parents[1]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds used, RSS MiB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICK
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith("VmRSS")) / 1024
+    return cpu, rss
+
+
+def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain=None) -> dict:
+    env = ros_env(domain)
+    tmp = Path(tempfile.mkdtemp(prefix="lutfuse_bench_"))
+    node = spawn("lutfuse_ros.ros.fusion_node:main",
+                 ["--params-file", str(ROOT / "config" / "fusion.yaml")], env)
+    receiver = spawn("lutfuse_ros.ros.demo:receiver_main",
+                     ["-p", f"duration:={seconds + 30}", "-p", f"out:={tmp / 'mosaic.png'}",
+                      "-p", f"summary:={tmp / 'receiver.json'}"], env,
+                     stdout=subprocess.DEVNULL)
+    time.sleep(4.0)  # node: imports, model, kernel warm-up
+    replay = spawn("lutfuse_ros.ros.demo:replay_main",
+                   ["-p", f"rate:={rate}", "-p", f"duration:={seconds}",
+                    "-p", f"height:={size[0]}", "-p", f"width:={size[1]}",
+                    "-p", f"thermal_height:={thermal[0]}", "-p", f"thermal_width:={thermal[1]}",
+                    "-p", f"summary:={tmp / 'replay.json'}"], env)
+    time.sleep(2.0)  # skip start-up (discovery) in the CPU and memory figures
+    cpu0, rss0 = proc_usage(node.pid)
+    t0 = time.monotonic()
+    replay.wait(timeout=seconds + 60)
+    cpu1, rss1 = proc_usage(node.pid)
+    wall = time.monotonic() - t0
+    time.sleep(1.0)
+    stop(receiver, node)
+    r = json.loads((tmp / "receiver.json").read_text())
+    published = json.loads((tmp / "replay.json").read_text())["published"]
+    return {"rate_hz": rate, "seconds": seconds, "published": published,
+            "fused_received": r["frames"], "delivered_pct": 100.0 * r["frames"] / published,
+            "latency_ms": r["latency_ms"],
+            "latency_p50_first_fifth_ms": r["latency_p50_first_fifth_ms"],
+            "latency_p50_last_fifth_ms": r["latency_p50_last_fifth_ms"],
+            "node_cpu_pct": 100.0 * (cpu1 - cpu0) / wall,
+            "node_rss_mib_start": rss0, "node_rss_mib_end": rss1}
+
+
+def line(r: dict) -> str:
+    lat = r["latency_ms"]
+    return (f"{r['rate_hz']:5.0f} Hz {r['seconds']:4.0f} s: delivered {r['delivered_pct']:5.1f} % "
+            f"({r['fused_received']}/{r['published']}), latency p50 {lat['p50']:5.1f} p99 "
+            f"{lat['p99']:5.1f} max {lat['max']:6.1f} ms (p50 first/last fifth "
+            f"{r['latency_p50_first_fifth_ms']:.1f}/{r['latency_p50_last_fifth_ms']:.1f}), "
+            f"node CPU {r['node_cpu_pct']:.0f} %, RSS {r['node_rss_mib_start']:.0f} -> "
+            f"{r['node_rss_mib_end']:.0f} MiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--sweep", default="30,45,60,90", help="rates for the sweep ('' to skip)")
+    ap.add_argument("--sweep-seconds", type=float, default=15.0)
+    ap.add_argument("--out", type=Path, default=Path("out/node_bench.json"))
+    args = ap.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          "640x480 bgr8 + 640x512 mono16 (resize registration, percentile AGC)", flush=True)
+    results = {"cores": os.cpu_count(), "main": run(args.rate, args.seconds), "sweep": []}
+    print(line(results["main"]), flush=True)
+    for rate in [float(r) for r in args.sweep.split(",") if r]:
+        results["sweep"].append(run(rate, args.sweep_seconds))
+        print("sweep " + line(results["sweep"][-1]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

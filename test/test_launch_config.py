@@ -1,0 +1,84 @@
+"""Launch files and config agree with the node: executables, parameters, files."""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from importlib.metadata import entry_points
+
+import pytest
+import yaml
+
+from lutfuse_ros.ros.params import BY_NAME, PARAMS, to_markdown, to_yaml
+
+from .conftest import ROOT
+
+CONSOLE_SCRIPTS = {ep.name for ep in entry_points(group="console_scripts")
+                   if ep.value.startswith("lutfuse_ros")}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_fusion_yaml_lists_every_parameter_with_its_default():
+    text = (ROOT / "config" / "fusion.yaml").read_text()
+    assert text == to_yaml(), "regenerate: python -m lutfuse_ros.ros.params --yaml"
+    values = flatten(yaml.safe_load(text)["/**"]["ros__parameters"])
+    assert values == {p.name: p.default for p in PARAMS}
+
+
+def test_readme_parameter_table_matches_the_declaration():
+    assert to_markdown() in (ROOT / "README.md").read_text(), \
+        "regenerate: python -m lutfuse_ros.ros.params --markdown"
+
+
+def test_xml_launch_file_names_real_executables_parameters_and_files():
+    root = ET.parse(ROOT / "launch" / "fusion.launch.xml").getroot()
+    args = {a.get("name"): a.get("default") for a in root.iter("arg")}
+    assert {"namespace", "thermal_topic", "rgb_topic", "params_file", "model"} <= set(args)
+    used = set(re.findall(r"\$\(var (\w+)\)", ET.tostring(root, encoding="unicode")))
+    assert used <= set(args), f"undeclared launch arguments: {used - set(args)}"
+    nodes = list(root.iter("node"))
+    assert nodes
+    for node in nodes:
+        assert node.get("pkg") == "lutfuse_ros"
+        assert node.get("exec") in CONSOLE_SCRIPTS
+        for p in node.iter("param"):
+            assert p.get("from") or p.get("name") in BY_NAME, p.attrib
+        assert {r.get("from") for r in node.iter("remap")} == \
+            {"thermal/image", "rgb/image", "rgb/camera_info"}
+    # Files named through find-pkg-share exist in the package's share layout (setup.py).
+    for default in args.values():
+        m = re.match(r"\$\(find-pkg-share lutfuse_ros\)/(.+)", default or "")
+        if m:
+            assert (ROOT / m.group(1)).is_file(), m.group(1)
+    envs = {e.get("name") for e in root.iter("set_env")}
+    assert {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"} <= envs
+
+
+def test_python_launch_file_builds():
+    pytest.importorskip("launch_ros", reason="launch_ros is not installable here (a robot has it)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fusion_launch",
+                                                  ROOT / "launch" / "fusion.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert any(type(e).__name__ == "Node" for e in description.entities)
+
+
+def test_dds_profiles_are_valid_xml_with_big_shared_memory_segments():
+    for name in ("fastdds_shm.xml", "fastdds_shm_localhost.xml"):
+        root = ET.parse(ROOT / "config" / name).getroot()
+        ns = {"d": "http://www.eprosima.com"}
+        sizes = [int(e.text) for e in root.iterfind(".//d:segment_size", ns)]
+        assert sizes and min(sizes) >= 8 * 1024 * 1024
+    local = (ROOT / "config" / "fastdds_shm_localhost.xml").read_text()
+    assert "<address>127.0.0.1</address>" in local
