@@ -11,8 +11,12 @@ setup(
     description="Real-time thermal + visible image fusion (LUT-Fuse MM-LUT) for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={f"{PACKAGE}.models": ["*.npz", "LICENSE-*"]},
+    # The offline trainer lives in training/ and installs as lutfuse_training (never as a
+    # top-level "training", which collides in site-packages); the runtime never imports it.
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
+    + find_packages("training", include=["lutfuse_training", "lutfuse_training.*"]),
+    package_dir={"lutfuse_training": "training/lutfuse_training"},
+    package_data={f"{PACKAGE}.models": ["*.npz", "*.md", "*.yaml", "LICENSE-*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -33,6 +37,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
+        "training": ["pyyaml>=6", "tqdm>=4.60"],
         # ROS 2 Kilted from PyPI, for machines without a ROS install (x86-64 only). Robots
         # use their apt-installed ROS 2 instead and skip this extra.
         "ros": ["ros-rclpy==9.1.2", "ros-sensor-msgs==5.5.1", "ros-diagnostic-msgs==5.5.1",
@@ -40,6 +45,7 @@ setup(
     },
     entry_points={"console_scripts": [
         f"lutfuse = {PACKAGE}.cli:main",
+        "lutfuse-train = lutfuse_training.cli:main",
         f"fusion_node = {PACKAGE}.ros.fusion_node:main",
         f"replay_cameras = {PACKAGE}.ros.demo:replay_main",
         f"fused_receiver = {PACKAGE}.ros.demo:receiver_main",

@@ -7,6 +7,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # ROS 2 from PyPI exists for x86-64 Linux only; elsewhere source a ROS install first.
-extras=test
-if [ "$(uname -sm)" = "Linux x86_64" ]; then extras=test,ros; fi
+extras=test,training
+if [ "$(uname -sm)" = "Linux x86_64" ]; then extras=test,training,ros; fi
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"

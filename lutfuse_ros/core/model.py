@@ -36,6 +36,7 @@ INPUT_SCALING = {
     "lut_coordinate": "v * 255 / 16, upper neighbour index clamped to 15",
 }
 DEFAULT_MODEL_RESOURCE = "official_lutfuse.npz"
+OFFICIAL_MODEL_RESOURCE = "official_lutfuse.npz"
 
 
 class ModelFormatError(ValueError):
@@ -189,8 +190,13 @@ def load_model(path: str | os.PathLike | None = None) -> FusionModel:
 
 
 def default_model_path() -> Path:
-    """Path of the model shipped in the package (the authors' weights, converted; MIT)."""
+    """Path of the package's default model (what ``load_model()`` loads)."""
     return Path(str(resources.files("lutfuse_ros.models") / DEFAULT_MODEL_RESOURCE))
+
+
+def official_model_path() -> Path:
+    """Path of the authors' released weights, converted (MIT, ``LICENSE-LUT-Fuse``)."""
+    return Path(str(resources.files("lutfuse_ros.models") / OFFICIAL_MODEL_RESOURCE))
 
 
 # The authors' state dict uses these Sequential names; the layer indices are the same.

@@ -113,7 +113,8 @@ def upsample_context(s: torch.Tensor, size: tuple[int, int], stride: int) -> tor
 
 
 def fuse_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor, ir: torch.Tensor,
-              context_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+              context_scale: float = 1.0, gradient_range: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """The MM-LUT forward pass up to the fused luma.
 
     Args:
@@ -123,6 +124,9 @@ def fuse_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor
         ir: :math:`(B, 1, H, W)` infrared image in [0, 1].
         context_scale: resolution factor of the context network, 1/k (1 = the authors'
             forward pass).
+        gradient_range: :math:`(B, 2)` ``(g_min, g_max)`` per image to normalise the Sobel
+            magnitude with (training crops use their whole frame's range, as the runtime
+            sees it); ``None``: each image's own min and max.
 
     Returns:
         ``(fused_y, ycbcr)``: :math:`(B, 1, H, W)` fused luma (not clamped) and the visible
@@ -130,7 +134,12 @@ def fuse_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor
     """
     ycbcr = rgb_to_ycbcr(rgb)
     y = ycbcr[:, :1]
-    g = minmax_normalise(sobel_magnitude(y))
+    g = sobel_magnitude(y)
+    if gradient_range is None:
+        g = minmax_normalise(g)
+    else:
+        lo, hi = gradient_range[:, 0, None, None, None], gradient_range[:, 1, None, None, None]
+        g = ((g - lo) / (hi - lo + GRAD_EPS)).clamp(0.0, 1.0)
     stride = context_stride(context_scale)
     context_size(y.shape[-2], y.shape[-1], stride)  # raises for frames too small
     s = context_net(context_input(rgb * 255.0, ir * 255.0, stride))
@@ -139,10 +148,11 @@ def fuse_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor
 
 
 def fuse_rgb(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor, ir: torch.Tensor,
-             context_scale: float = 1.0) -> torch.Tensor:
+             context_scale: float = 1.0, gradient_range: torch.Tensor | None = None
+             ) -> torch.Tensor:
     """Fused RGB image in [0, 1] (clamped): fused luma with the visible image's chroma.
 
     Shape: :math:`(B, 3, H, W)` and :math:`(B, 1, H, W)` in [0, 1] -> :math:`(B, 3, H, W)`.
     """
-    fused_y, ycbcr = fuse_luma(lut, context_net, rgb, ir, context_scale)
+    fused_y, ycbcr = fuse_luma(lut, context_net, rgb, ir, context_scale, gradient_range)
     return ycbcr_to_rgb(torch.cat((fused_y, ycbcr[:, 1:]), dim=1)).clamp(0.0, 1.0)

@@ -1,0 +1,196 @@
+"""The two training stages: the MM-Net teacher, and its distillation into an MM-LUT."""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lutfuse_ros.core import FusionModel, save_model
+from lutfuse_ros.core.context_net import ContextNet, ContextNetConfig
+from lutfuse_ros.core.metrics import evaluate, to_gray
+from lutfuse_ros.core.torch_ops import LUT_SCALE, fuse_luma, rgb_to_ycbcr, ycbcr_to_rgb
+
+from .config import TrainConfig
+from .data import Pair
+from .losses import lut_monotonicity, lut_smoothness, ssim, teacher_losses
+from .teacher import MMNet, TeacherConfig, save_teacher
+
+VAL_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+
+
+def _tensors(pair: Pair, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    rgb = torch.from_numpy(pair.rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
+    ir = torch.from_numpy(pair.ir).to(device)[None, None].float() / 255.0
+    return rgb, ir
+
+
+def _to_u8(rgb: torch.Tensor) -> np.ndarray:
+    return (rgb[0].clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).byte().cpu().numpy()
+
+
+def _score(pairs: list[Pair], fuse) -> tuple[dict[str, float], list[list[np.ndarray]]]:
+    """Mean metrics of ``fuse(pair) -> RGB uint8`` over pairs, and mosaic rows of the first 4."""
+    scores, rows = [], []
+    for n, p in enumerate(pairs):
+        fused = fuse(p)
+        m = evaluate(to_gray(fused), p.ir.astype(np.float32), to_gray(p.rgb))
+        scores.append({k: m[k] for k in VAL_METRICS})
+        if n < 4:
+            rows.append([p.ir, p.rgb, fused])
+    return {k: float(np.nanmean([s[k] for s in scores])) for k in VAL_METRICS}, rows
+
+
+def teacher_fuse_rgb(net: MMNet, rgb: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """Teacher luma with the visible chroma, as the LUT recombines colour."""
+    ycbcr = rgb_to_ycbcr(rgb)
+    y = net(ir, ycbcr[:, :1])
+    return ycbcr_to_rgb(torch.cat((y, ycbcr[:, 1:]), 1)).clamp(0, 1)
+
+
+class TeacherStage:
+    name = "teacher"
+
+    def __init__(self, config: TrainConfig, device: str) -> None:
+        torch.manual_seed(config.seed)
+        self.config, self.device = config, device
+        self.net = MMNet(TeacherConfig(list(config.teacher_channels), config.teacher_heads))
+        self.net.to(device)
+
+    def modules(self):
+        return {"teacher": self.net}
+
+    def param_groups(self):
+        return [{"params": self.net.parameters(), "lr": self.config.lr}]
+
+    def losses(self, batch):
+        c = self.config
+        y = rgb_to_ycbcr(batch["rgb"])[:, :1]
+        fused = self.net(batch["ir"], y)
+        t = teacher_losses(fused, y, batch["ir"])
+        t["total"] = c.w_intensity * t["intensity"] + c.w_gradient * t["gradient"] + \
+            c.w_ssim * t["ssim"]
+        return t
+
+    def validate(self, pairs):
+        return _score(pairs, lambda p: _to_u8(teacher_fuse_rgb(self.net, *_tensors(p, self.device))))
+
+    def finish(self, run_dir: Path, summary: dict) -> None:
+        save_teacher(self.net, run_dir / "teacher.pt")
+        (run_dir / "teacher_summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def initial_lut(kind: str, n: int = 16) -> torch.Tensor:
+    """A starting table over node values ``v = q / LUT_SCALE``: ``max`` of the two sources
+    (a sensible fusion before any training) or their ``mean``."""
+    v = torch.arange(n, dtype=torch.float32) / LUT_SCALE
+    y, i = v[:, None, None, None], v[None, None, None, :]
+    lut = torch.maximum(y, i) if kind == "max" else 0.5 * (y + i)
+    return lut.expand(n, n, n, n).contiguous()
+
+
+class DistillStage:
+    """The MM-LUT and its context network trained against the frozen teacher, through the
+    runtime's own differentiable forward pass (``core.torch_ops.fuse_luma``) at the runtime's
+    ``context_scale`` and gradient normaliser."""
+
+    name = "distill"
+
+    def __init__(self, config: TrainConfig, device: str, teacher: MMNet,
+                 data_names: list[str]) -> None:
+        torch.manual_seed(config.seed)
+        self.config, self.device, self.data_names = config, device, data_names
+        self.teacher = teacher.to(device).eval().requires_grad_(False)
+        self.lut = torch.nn.Parameter(initial_lut(config.lut_init).to(device))
+        self.context_config = ContextNetConfig()
+        self.context = ContextNet(self.context_config).to(device)
+        self._holder = torch.nn.Module()
+        self._holder.lut = self.lut  # a module so the loop can checkpoint it
+
+    def modules(self):
+        return {"lut": self._holder, "context": self.context}
+
+    def param_groups(self):
+        c = self.config
+        return [{"params": [self.lut], "lr": c.lr},
+                {"params": self.context.parameters(), "lr": c.lr * c.context_lr_ratio}]
+
+    def student_luma(self, rgb, ir, grad_range=None):
+        fy, ycbcr = fuse_luma(self.lut, self.context, rgb, ir, self.config.context_scale,
+                              grad_range)
+        return fy, ycbcr
+
+    def losses(self, batch):
+        c = self.config
+        rgb, ir = batch["rgb"], batch["ir"]
+        fy, ycbcr = self.student_luma(rgb, ir, batch["grad_range"])
+        y = ycbcr[:, :1]
+        with torch.no_grad():
+            target = self.teacher(ir, y)
+        fyc = fy.clamp(0, 1)  # what the runtime outputs
+        t = {"teacher_l1": (fy - target).abs().mean(),
+             "ssim_sources": 1.0 - 0.5 * (ssim(fyc, y) + ssim(fyc, ir)),
+             "monotone": lut_monotonicity(self.lut),
+             "smooth": lut_smoothness(self.lut)}
+        t["total"] = c.w_teacher * t["teacher_l1"] + c.w_ssim_sources * t["ssim_sources"] + \
+            c.w_monotone * t["monotone"] + c.w_tv * t["smooth"]
+        return t
+
+    def fuse_pair(self, p: Pair) -> np.ndarray:
+        rgb, ir = _tensors(p, self.device)
+        fy, ycbcr = self.student_luma(rgb, ir)
+        return _to_u8(ycbcr_to_rgb(torch.cat((fy, ycbcr[:, 1:]), 1)))
+
+    def validate(self, pairs):
+        return _score(pairs, self.fuse_pair)
+
+    def model(self, summary: dict | None = None) -> FusionModel:
+        state = {k: v.detach().cpu().numpy().astype(np.float32)
+                 for k, v in self.context.state_dict().items()}
+        meta = {"name": "lutfuse_ros distilled MM-LUT",
+                "licence": "Apache-2.0 (lutfuse_ros); trained on MSRS and RoadScene pairs",
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "training": {"data": self.data_names, "config": self.config.to_dict(),
+                             **(summary or {})}}
+        return FusionModel(lut=self.lut.detach().cpu().numpy().astype(np.float32),
+                           context_state=state, context_config=self.context_config.to_dict(),
+                           metadata=meta)
+
+    def finish(self, run_dir: Path, summary: dict) -> None:
+        model = self.model(summary)
+        save_model(model, run_dir / "model.npz")
+        (run_dir / "distill_summary.json").write_text(json.dumps(summary, indent=1))
+        write_model_card(run_dir / "MODEL_CARD.md", model, summary)
+
+
+def write_model_card(path: Path, model: FusionModel, summary: dict) -> None:
+    t = model.metadata["training"]
+    c = t["config"]
+    val = summary.get("validation", {})
+    lines = [f"# Model card: {model.model_id}", "",
+             "An MM-LUT (16^4 table + context CNN) distilled from an MM-Net teacher by "
+             "`lutfuse-train distill`.", "",
+             "## Data", "", *[f"- {d}" for d in t["data"]], "",
+             f"- validation: {c['val_pairs']} pairs held out of the training folders", "",
+             "## Training", "",
+             f"- steps: {summary['steps']} of {summary['planned_steps']}"
+             f"{' (stopped by the time limit)' if summary['stopped_early'] else ''}, "
+             f"batch {c['batch_size']} crops of {c['crop']} px, Adam lr {c['lr']} cosine to "
+             f"x{c['lr_final_ratio']}, seed {c['seed']}",
+             f"- device: {summary['device']}, {summary['train_seconds']} s",
+             f"- context_scale: {c['context_scale']} (the runtime's), gradient range of the "
+             "whole frame (the runtime's normaliser), LUT initialised as "
+             f"`{c['lut_init']}`", "",
+             "## Losses", "",
+             f"- {c['w_teacher']} x L1(student luma, teacher luma)",
+             f"- {c['w_ssim_sources']} x (1 - mean SSIM(student, visible luma; student, IR))",
+             f"- {c['w_monotone']} x monotonicity (mean decrease along the visible-luma and IR "
+             "axes)",
+             f"- {c['w_tv']} x smoothness (mean squared neighbour difference)", "",
+             "Final: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["final_losses"].items()), "",
+             "## Validation (held-out pairs, fast mode as trained)", "",
+             "| " + " | ".join(VAL_METRICS) + " |", "|---" * len(VAL_METRICS) + "|",
+             "| " + " | ".join(f"{val.get(k, float('nan')):.3f}" for k in VAL_METRICS) + " |", ""]
+    path.write_text("\n".join(lines))
