@@ -22,6 +22,7 @@ class TrainConfig:
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         steps: optimiser steps; batch_size: crops per step; crop: crop side in pixels.
         lr: Adam learning rate, cosine-decayed to ``lr * lr_final_ratio``.
+        grad_clip: largest gradient norm per step (0: no clipping).
         val_every: steps between validations (an "epoch"); also the checkpoint interval.
         val_pairs: pairs held out from the training folders for validation (every k-th).
         time_limit_min: stop early (and save) when a run takes longer; 0 = no limit.
@@ -42,6 +43,7 @@ class TrainConfig:
     crop: int = 256
     lr: float = 2e-4
     lr_final_ratio: float = 0.1
+    grad_clip: float = 1.0
     val_every: int = 500
     val_pairs: int = 8
     time_limit_min: float = 0.0

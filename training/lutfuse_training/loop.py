@@ -93,7 +93,8 @@ def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: li
                     "log": log, "val_log": val_log}, ckpt_path)
         _write_rows(run_dir / f"{stage.name}_log.csv", log)
         _write_rows(run_dir / f"{stage.name}_val.csv", val_log)
-        terms = [k for k in (log[0] if log else {}) if k not in ("step", "lr", "elapsed_s")]
+        terms = [k for k in (log[0] if log else {})
+                 if k not in ("step", "lr", "elapsed_s", "skipped")]
         line_plot({k: ([r["step"] for r in log], [r[k] for r in log]) for k in terms},
                   run_dir / f"{stage.name}_loss_curve.png", f"{stage.name}: training losses")
 
@@ -121,11 +122,19 @@ def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: li
         batch = sampler.batch(step, device)
         terms = stage.losses(batch)
         opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        opt.step()
+        # A loss far above the recent median is a spike (a run on the GPU diverged from one
+        # within four steps): skip that update rather than follow it.
+        recent = [r["total"] for r in log[-50:]]
+        spike = len(recent) >= 20 and float(terms["total"]) > 5 * float(np.median(recent))
+        if not spike:
+            terms["total"].backward()
+            if config.grad_clip > 0:  # one bad batch must not wreck a run
+                torch.nn.utils.clip_grad_norm_(
+                    [q for g in opt.param_groups for q in g["params"]], config.grad_clip)
+            opt.step()
         sched.step()
         done = step + 1
-        row = {"step": done, "lr": opt.param_groups[0]["lr"],
+        row = {"step": done, "lr": opt.param_groups[0]["lr"], "skipped": int(spike),
                **{k: float(v.detach()) for k, v in terms.items()},
                "elapsed_s": round(time.monotonic() - t0, 2)}
         log.append(row)
@@ -146,8 +155,10 @@ def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: li
     final_step = log[-1]["step"] if log else start
     summary = {"steps": final_step, "planned_steps": config.steps,
                "stopped_early": stopped_early, "train_seconds": round(time.monotonic() - t0, 1),
+               "skipped_steps": sum(r.get("skipped", 0) for r in log),
                "device": device, "final_losses": {k: v for k, v in (log[-1] if log else {}).items()
-                                                  if k not in ("step", "lr", "elapsed_s")},
+                                                  if k not in ("step", "lr", "elapsed_s",
+                                                               "skipped")},
                "validation": val_log[-1] if val_log else {}}
     stage.finish(run_dir, summary)
     return summary

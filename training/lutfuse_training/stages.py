@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lutfuse_ros.core import FusionModel, save_model
 from lutfuse_ros.core.context_net import ContextNet, ContextNetConfig
@@ -46,7 +47,7 @@ def _score(pairs: list[Pair], fuse) -> tuple[dict[str, float], list[list[np.ndar
 def teacher_fuse_rgb(net: MMNet, rgb: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
     """Teacher luma with the visible chroma, as the LUT recombines colour."""
     ycbcr = rgb_to_ycbcr(rgb)
-    y = net(ir, ycbcr[:, :1])
+    y = net(ir, ycbcr[:, :1]).clamp(0, 1)
     return ycbcr_to_rgb(torch.cat((y, ycbcr[:, 1:]), 1)).clamp(0, 1)
 
 
@@ -70,8 +71,9 @@ class TeacherStage:
         y = rgb_to_ycbcr(batch["rgb"])[:, :1]
         fused = self.net(batch["ir"], y)
         t = teacher_losses(fused, y, batch["ir"])
+        t["range"] = (F.relu(-fused) + F.relu(fused - 1)).mean()  # stay inside [0, 1]
         t["total"] = c.w_intensity * t["intensity"] + c.w_gradient * t["gradient"] + \
-            c.w_ssim * t["ssim"]
+            c.w_ssim * t["ssim"] + t["range"]
         return t
 
     def validate(self, pairs):
@@ -128,7 +130,7 @@ class DistillStage:
         fy, ycbcr = self.student_luma(rgb, ir, batch["grad_range"])
         y = ycbcr[:, :1]
         with torch.no_grad():
-            target = self.teacher(ir, y)
+            target = self.teacher(ir, y).clamp(0, 1)
         fyc = fy.clamp(0, 1)  # what the runtime outputs
         t = {"teacher_l1": (fy - target).abs().mean(),
              "ssim_sources": 1.0 - 0.5 * (ssim(fyc, y) + ssim(fyc, ir)),

@@ -5,7 +5,7 @@ After the paper's overview figure (the network was not released): one encoder pe
 path merges the two modalities; at the bottleneck each modality attends to the other
 (multi-head cross-attention, so a hot target in IR can pull in the visible context around it
 and vice versa); a decoder up-samples and merges the skips back to full resolution.
-Output: fused luma in [0, 1]. Trained without ground truth (``losses.teacher_losses``).
+Output: fused luma (clamp to [0, 1] for an image). Trained without ground truth (``losses.teacher_losses``).
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class CrossAttention(nn.Module):
 
 class MMNet(nn.Module):
     """Shape: IR and visible luma :math:`(B, 1, H, W)` in [0, 1] -> fused :math:`(B, 1, H, W)`
-    in [0, 1]. Any H, W (padded internally to a multiple of 8)."""
+    (about [0, 1], not clamped). Any H, W (padded internally to a multiple of 8)."""
 
     def __init__(self, config: TeacherConfig = TeacherConfig()) -> None:
         super().__init__()
@@ -81,6 +81,8 @@ class MMNet(nn.Module):
         self.vis_to_ir = CrossAttention(ch[3], config.heads)
         self.dec = nn.ModuleList(_block(ch[i + 1] + ch[i], ch[i]) for i in range(3))
         self.head = nn.Conv2d(ch[0], 1, 3, padding=1, padding_mode="reflect")
+        nn.init.zeros_(self.head.weight)  # start exactly at the brighter source
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h, w = ir.shape[-2:]
@@ -95,8 +97,10 @@ class MMNet(nn.Module):
         for i in (2, 1, 0):
             x = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
             x = self.dec[i](torch.cat((x, skips[i]), 1))
-        # A residual on the brighter source: the network starts near a sensible fusion.
-        out = torch.sigmoid(self.head(x) + torch.logit(torch.maximum(ir, y).clamp(0.02, 0.98)))
+        # A residual on the brighter source: the network starts near a sensible fusion. No
+        # output squashing: a sigmoid here saturated and froze a run (losses keep the output
+        # in range; callers clamp to [0, 1] for images).
+        out = torch.maximum(ir, y) + self.head(x)
         return out[..., :h, :w]
 
 
