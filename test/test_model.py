@@ -10,17 +10,23 @@ import torch
 
 from lutfuse_ros.core import (FusionModel, ModelFormatError, convert_official,
                               default_model_path, load_model, save_model)
+from lutfuse_ros.core.model import official_model_path
 from lutfuse_ros.core.context_net import ContextNet
 
 from .conftest import shared_path
 
 
-def test_default_model_loads_with_id_and_licence():
+def test_default_model_loads_with_id():
     model = load_model()
     assert model.lut.shape == (16, 16, 16, 16)
     assert model.model_id.startswith("sha256:")
+    assert load_model(default_model_path()).model_id == model.model_id
+
+
+def test_authors_model_ships_with_its_licence():
+    model = load_model(official_model_path())
     assert "MIT" in model.metadata["licence"]
-    assert default_model_path().with_name("LICENSE-LUT-Fuse").is_file()
+    assert official_model_path().with_name("LICENSE-LUT-Fuse").is_file()
 
 
 def test_round_trip_keeps_arrays_and_id(tmp_path):
@@ -65,7 +71,7 @@ def test_convert_official_layout(tmp_path):
 def test_convert_the_authors_release_matches_shipped_model(tmp_path):
     ckpt = shared_path("reference", "official-ckpt")
     model = convert_official(ckpt / "fine_tuned_lut.npy", ckpt / "generator_context.pth")
-    assert model.model_id == load_model().model_id
+    assert model.model_id == load_model(official_model_path()).model_id
 
 
 def test_convert_rejects_wrong_lut_shape(tmp_path):

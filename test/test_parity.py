@@ -6,6 +6,7 @@ import pytest
 
 from lutfuse_ros.core import FusionConfig, Fuser, load_model
 from lutfuse_ros.core.imageio import read_ir, read_visible
+from lutfuse_ros.core.model import official_model_path
 
 from .conftest import shared_path
 
@@ -15,7 +16,7 @@ def test_exact_mode_matches_official_outputs(dataset):
     refs = sorted(shared_path("reference", "official-outputs", dataset).glob("*.png"))
     data = shared_path("data", "ivif", dataset)
     assert len(refs) == 24
-    fuser = Fuser(load_model(), FusionConfig(exact=True))
+    fuser = Fuser(load_model(official_model_path()), FusionConfig(exact=True))
     worst_within, worst_psnr = 1.0, np.inf
     for ref_path in refs:
         ref = read_visible(ref_path).astype(np.int16)
@@ -35,6 +36,6 @@ def test_torch_exact_matches_official_output():
     name = "00004N.png"
     ref = read_visible(shared_path("reference", "official-outputs", "MSRS_test", name))
     data = shared_path("data", "ivif", "MSRS_test")
-    out = Fuser(load_model(), FusionConfig(exact=True, backend="torch")).fuse(
-        read_ir(data / "ir" / name), read_visible(data / "vis" / name))
+    fuser = Fuser(load_model(official_model_path()), FusionConfig(exact=True, backend="torch"))
+    out = fuser.fuse(read_ir(data / "ir" / name), read_visible(data / "vis" / name))
     assert np.abs(out.astype(np.int16) - ref).max() <= 1

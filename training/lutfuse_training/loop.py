@@ -125,7 +125,8 @@ def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: li
         # A loss far above the recent median is a spike (a run on the GPU diverged from one
         # within four steps): skip that update rather than follow it.
         recent = [r["total"] for r in log[-50:]]
-        spike = len(recent) >= 20 and float(terms["total"]) > 5 * float(np.median(recent))
+        spike = len(recent) >= 20 and \
+            float(terms["total"].detach()) > 5 * float(np.median(recent))
         if not spike:
             terms["total"].backward()
             if config.grad_clip > 0:  # one bad batch must not wreck a run

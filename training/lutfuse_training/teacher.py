@@ -68,7 +68,8 @@ class CrossAttention(nn.Module):
 
 class MMNet(nn.Module):
     """Shape: IR and visible luma :math:`(B, 1, H, W)` in [0, 1] -> fused :math:`(B, 1, H, W)`
-    (about [0, 1], not clamped). Any H, W (padded internally to a multiple of 8)."""
+    in [0, 1] (a per-pixel blend of the two). Any H, W (padded internally to a multiple
+    of 8)."""
 
     def __init__(self, config: TeacherConfig = TeacherConfig()) -> None:
         super().__init__()
@@ -97,10 +98,13 @@ class MMNet(nn.Module):
         for i in (2, 1, 0):
             x = F.interpolate(x, size=skips[i].shape[-2:], mode="bilinear", align_corners=False)
             x = self.dec[i](torch.cat((x, skips[i]), 1))
-        # A residual on the brighter source: the network starts near a sensible fusion. No
-        # output squashing: a sigmoid here saturated and froze a run (losses keep the output
-        # in range; callers clamp to [0, 1] for images).
-        out = torch.maximum(ir, y) + self.head(x)
+        # The network predicts where to take each source from: a per-pixel weight of IR
+        # against visible luma. Zero-initialised, the weight starts as a soft "brighter
+        # source" rule (sharpness 20 per unit of intensity difference); training moves it
+        # where the losses ask for the other source's texture or contrast. (A free residual
+        # output stayed at the max rule, and a sigmoid output saturated in a GPU run.)
+        w_ir = torch.sigmoid(self.head(x) + 20.0 * (ir - y))
+        out = w_ir * ir + (1.0 - w_ir) * y
         return out[..., :h, :w]
 
 

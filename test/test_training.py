@@ -1,0 +1,155 @@
+"""The training subpackage on tiny configs (seconds on a CPU): losses go down, the LUT stays
+monotone, resuming equals not stopping, the model file runs in the core, bad data is named."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lutfuse_ros.core import Fuser, FusionConfig, load_model
+from lutfuse_ros.core.imageio import write_image
+from lutfuse_ros.core.synthetic import synthetic_pair
+from lutfuse_training.cli import main as train_main
+from lutfuse_training.config import ConfigError, load_config
+from lutfuse_training.data import CropSampler, DataError, load_pairs
+from lutfuse_training.loop import train
+from lutfuse_training.losses import lut_monotonicity
+from lutfuse_training.stages import DistillStage, TeacherStage
+from lutfuse_training.teacher import MMNet, TeacherConfig, load_teacher, save_teacher
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "training" / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """Four procedural pairs in the ``<dir>/{ir,vis}/<name>.png`` layout."""
+    root = tmp_path_factory.mktemp("pairs")
+    for i in range(4):
+        ir, vis = synthetic_pair(seed=i, size=(96, 128), night=bool(i % 2))
+        write_image(root / "ir" / f"p{i}.png", ir)
+        write_image(root / "vis" / f"p{i}.png", vis)
+    return root
+
+
+class FixedBatch:
+    """The same batch every step: a loss that does not fall on it is not being optimised."""
+
+    def __init__(self, data_dir: Path, crop: int = 64) -> None:
+        self.inner = CropSampler(load_pairs([data_dir], progress=False), crop, 4, seed=0)
+
+    def batch(self, step, device="cpu"):
+        return self.inner.batch(0, device)
+
+
+def run_losses(stage, config, sampler, tmp_path) -> list[float]:
+    train(stage, config, sampler, [], tmp_path, "cpu", progress=False)
+    import csv
+
+    with open(tmp_path / f"{stage.name}_log.csv") as f:
+        return [float(r["total"]) for r in csv.DictReader(f)]
+
+
+def test_teacher_losses_go_down(data_dir, tmp_path):
+    config = load_config(TINY, {"steps": 40, "lr": 5e-3, "val_every": 40})
+    losses = run_losses(TeacherStage(config, "cpu"), config, FixedBatch(data_dir), tmp_path)
+    assert np.mean(losses[-5:]) < 0.97 * np.mean(losses[:5])
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> MMNet:
+    torch.manual_seed(0)
+    net = MMNet(TeacherConfig([4, 8, 8, 8], 2))
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_teacher(net, path)
+    return load_teacher(path)
+
+
+def test_distillation_losses_go_down(data_dir, tiny_teacher, tmp_path):
+    config = load_config(TINY, {"steps": 30, "lr": 5e-3, "val_every": 30})
+    stage = DistillStage(config, "cpu", tiny_teacher, ["synthetic"])
+    losses = run_losses(stage, config, FixedBatch(data_dir, crop=96), tmp_path)
+    assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+
+
+def test_monotonicity_penalty_makes_the_table_monotone():
+    lut = torch.nn.Parameter(torch.rand(16, 16, 16, 16).sort(dim=3, descending=True).values)
+    opt = torch.optim.Adam([lut], lr=0.02)
+    start = float(lut_monotonicity(lut))
+    for _ in range(100):
+        opt.zero_grad()
+        lut_monotonicity(lut).backward()
+        opt.step()
+    assert start > 0.01 and float(lut_monotonicity(lut)) < 0.05 * start
+
+
+def test_resumed_run_equals_uninterrupted_run(data_dir, tiny_teacher, tmp_path):
+    args = ["distill", "--config", str(TINY), "--teacher", "unused", "--data", str(data_dir)]
+    teacher_path = tmp_path / "teacher.pt"
+    save_teacher(tiny_teacher, teacher_path)
+    args[4] = str(teacher_path)
+    assert train_main(args + ["--out", str(tmp_path / "straight")]) == 0
+    assert train_main(args + ["--out", str(tmp_path / "resumed"), "--stop-after", "3"]) == 0
+    assert not (tmp_path / "resumed" / "model.npz").exists()  # interrupted: no model yet
+    assert train_main(args + ["--out", str(tmp_path / "resumed"), "--resume"]) == 0
+    a, b = load_model(tmp_path / "straight" / "model.npz"), load_model(tmp_path / "resumed" /
+                                                                         "model.npz")
+    np.testing.assert_array_equal(a.lut, b.lut)
+    for k in a.context_state:
+        np.testing.assert_array_equal(a.context_state[k], b.context_state[k])
+    straight = (tmp_path / "straight" / "distill_log.csv").read_text().splitlines()
+    resumed = (tmp_path / "resumed" / "distill_log.csv").read_text().splitlines()
+    strip = lambda rows: [r.rsplit(",", 1)[0] for r in rows]  # noqa: E731 - drop elapsed_s
+    assert strip(straight) == strip(resumed)
+
+
+def test_commands_write_a_model_the_core_runs(data_dir, tmp_path):
+    run = tmp_path / "run"
+    base = ["--config", str(TINY), "--data", str(data_dir), "--out", str(run)]
+    assert train_main(["teacher", *base]) == 0
+    assert train_main(["distill", *base, "--teacher", str(run / "teacher.pt")]) == 0
+    for name in ("teacher.pt", "model.npz", "MODEL_CARD.md", "distill_log.csv",
+                 "distill_loss_curve.png", "distill_val_mosaic.png", "teacher_val.csv"):
+        assert (run / name).is_file(), name
+    model = load_model(run / "model.npz")
+    assert model.metadata["training"]["steps"] == 6
+    ir, vis = synthetic_pair(seed=9, size=(96, 128))
+    for config in (FusionConfig(), FusionConfig(exact=True)):
+        out = Fuser(model, config).fuse(ir, vis)
+        assert out.shape == (96, 128, 3) and out.dtype == np.uint8
+
+
+def test_bad_data_and_files_give_clear_errors(data_dir, tmp_path, capsys):
+    with pytest.raises(DataError, match="expected .*/ir and .*/vis"):
+        load_pairs([tmp_path / "missing"])
+    (tmp_path / "empty" / "ir").mkdir(parents=True)
+    (tmp_path / "empty" / "vis").mkdir()
+    with pytest.raises(DataError, match="no pairs"):
+        load_pairs([tmp_path / "empty"])
+    bad = tmp_path / "bad"
+    (bad / "ir").mkdir(parents=True)
+    (bad / "vis").mkdir()
+    (bad / "ir" / "a.png").write_bytes(b"not a png")
+    (bad / "vis" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="a.png: not a readable image"):
+        load_pairs([bad], progress=False)
+    assert train_main(["teacher", "--config", str(TINY), "--data", str(tmp_path / "missing"),
+                       "--out", str(tmp_path / "r")]) == 2
+    assert "expected" in capsys.readouterr().err
+    (tmp_path / "t.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="t.pt: not a teacher file"):
+        load_teacher(tmp_path / "t.pt")
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_config(None, {"stepz": 3})
+
+
+def test_runtime_never_imports_training_and_no_top_level_training_module():
+    code = ("import sys, importlib.util, lutfuse_ros.cli, lutfuse_ros.core, "
+            "lutfuse_ros.ros.pipeline; "
+            "assert not [m for m in sys.modules if m.startswith('lutfuse_training')]; "
+            "assert importlib.util.find_spec('training') is None")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
