@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lutfuse_ros.core import Fuser
+from lutfuse_ros.core import Fuser, load_model
+from lutfuse_ros.core.model import official_model_path
 from lutfuse_ros.core.imageio import match_pairs, mosaic, read_ir, read_visible, write_image
 from lutfuse_ros.core.metrics import evaluate, to_gray
 from lutfuse_ros.core.preprocess import GradientNormaliser
@@ -93,7 +94,7 @@ def main() -> None:
     ap.add_argument("--flicker-only", action="store_true")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    fuser = Fuser()
+    fuser = Fuser(load_model(official_model_path()))  # the numbers in the README
     result: dict[str, dict] = {"quality": {}, "flicker": {}}
     lines = ["# Gradient normaliser: quality (fresh normaliser per image) and flicker", ""]
     for name in ("MSRS_test", "RoadScene_test"):

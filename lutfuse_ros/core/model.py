@@ -35,7 +35,7 @@ INPUT_SCALING = {
     "ir": "infrared intensity in [0, 1]",
     "lut_coordinate": "v * 255 / 16, upper neighbour index clamped to 15",
 }
-DEFAULT_MODEL_RESOURCE = "official_lutfuse.npz"
+DEFAULT_MODEL_RESOURCE = "lutfuse_ros_default.npz"  # trained by training/train_default.sh
 OFFICIAL_MODEL_RESOURCE = "official_lutfuse.npz"
 
 
