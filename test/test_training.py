@@ -87,6 +87,14 @@ def test_monotonicity_penalty_makes_the_table_monotone():
     assert start > 0.01 and float(lut_monotonicity(lut.detach())) < 0.05 * start
 
 
+def test_shipped_default_model_is_monotone_where_the_penalty_asks():
+    """Brighter IR or brighter visible luma never darkens the fused luma (beyond 1e-3)."""
+    lut = torch.from_numpy(load_model().lut)
+    for axis in (0, 3):
+        drops = (lut.narrow(axis, 0, 15) - lut.narrow(axis, 1, 15)).clamp(min=0)
+        assert float(drops.max()) < 0.02 and float(drops.mean()) < 1e-4
+
+
 def test_resumed_run_equals_uninterrupted_run(data_dir, tiny_teacher, tmp_path):
     args = ["distill", "--config", str(TINY), "--teacher", "unused", "--data", str(data_dir)]
     teacher_path = tmp_path / "teacher.pt"
