@@ -34,6 +34,7 @@ setup(
         "scikit-image>=0.22",
         "tqdm>=4.60",
         "pyyaml>=6",
+        "rosbags>=0.10",  # rosbag2 read/write in pure Python (bag-export, training from bags)
     ],
     extras_require={
         "test": ["pytest>=7"],

@@ -108,6 +108,19 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def cmd_bag_export(args) -> int:
+    from .core.preprocess import Preprocessor, ThermalAGC
+    from .ros.bagio import export_pairs
+
+    pre = Preprocessor(agc=ThermalAGC(args.agc))
+    report = export_pairs(args.bag, args.out, thermal_topic=args.thermal_topic,
+                          rgb_topic=args.rgb_topic, slop=args.slop,
+                          thermal_offset=args.thermal_offset, pre=pre)
+    print(f"{args.bag}: {report.summary()}\nwrote {args.out}/ir and {args.out}/vis")
+    lost = report.undecodable or report.read_error
+    return EXIT_SKIPPED if lost else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lutfuse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", nargs="+", default=["numpy", "torch"])
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bag-export", help="write the thermal+RGB pairs of a rosbag2 as an "
+                       "image-folder dataset (out/ir, out/vis)")
+    p.add_argument("bag", type=Path, help="rosbag2 folder, .mcap or .db3")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--thermal-topic", default="/thermal/image")
+    p.add_argument("--rgb-topic", default="/rgb/image")
+    p.add_argument("--slop", type=float, default=0.02, help="largest stamp difference (s)")
+    p.add_argument("--thermal-offset", type=float, default=0.0,
+                   help="seconds added to thermal stamps before pairing")
+    p.add_argument("--agc", default="percentile", choices=["percentile", "fixed", "equalize"],
+                   help="16-bit thermal to 8 bit, as the node (fixed uses the full range)")
+    p.set_defaults(func=cmd_bag_export)
 
     p = sub.add_parser("demo", help="fuse the embedded procedural pairs into a mosaic PNG")
     p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"))

@@ -93,6 +93,11 @@ class ApproximateTimePolicy:
         with self._lock:
             self._clear()
 
+    def pending(self) -> int:
+        """Messages waiting in the queues for a partner."""
+        with self._lock:
+            return len(self._queues[0]) + len(self._queues[1])
+
     def _clear(self) -> None:
         self.stats.unmatched += len(self._queues[0]) + len(self._queues[1])
         for q in self._queues:

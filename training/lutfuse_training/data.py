@@ -1,4 +1,5 @@
-"""Training pairs from image folders: ``<dir>/ir/<name>.<ext>`` + ``<dir>/vis/<name>.<ext>``.
+"""Training pairs from image folders (``<dir>/ir/<name>.<ext>`` + ``<dir>/vis/<name>.<ext>``)
+and from rosbag2 recordings (paired and preprocessed as the node does, ``ros.bagio``).
 
 Pairs are read once into memory. Each step's batch is drawn from a generator seeded by
 ``(seed, step)``, so a run resumed at step n sees exactly the batches an uninterrupted run
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from lutfuse_ros.core.imageio import match_pairs, read_visible
 from lutfuse_ros.core.preprocess import GradientNormaliser, ThermalAGC
+from lutfuse_ros.ros.bagio import is_bag
 
 
 class DataError(ValueError):
@@ -61,6 +63,9 @@ def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True)
     listed = []
     for d in dirs:
         d = Path(d)
+        if is_bag(d):
+            pairs += pairs_from_bag(d, min_side)
+            continue
         if not (d / "ir").is_dir() or not (d / "vis").is_dir():
             raise DataError(f"{d}: expected {d}/ir and {d}/vis folders of paired images")
         listing = match_pairs(d / "ir", d / "vis")
@@ -85,6 +90,26 @@ def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True)
             rgb = np.pad(rgb, pad + ((0, 0),), mode="reflect")
             ir = np.pad(ir, pad, mode="reflect")
         pairs.append(Pair(f"{set_name}/{stem}", rgb, ir, frame_gradient_range(rgb)))
+    return pairs
+
+
+def pairs_from_bag(bag: Path, min_side: int = 0, **kwargs) -> list[Pair]:
+    """Pairs of a rosbag2 through the node's sync and preprocessing (``ros.bagio``)."""
+    from lutfuse_ros.ros.bagio import BagReport, read_pairs
+
+    report = BagReport()
+    pairs = []
+    for stamp, ir, rgb in read_pairs(bag, report=report, **kwargs):
+        h, w = ir.shape
+        if min(h, w) < min_side:
+            pad = ((0, max(0, min_side - h)), (0, max(0, min_side - w)))
+            rgb = np.pad(rgb, pad + ((0, 0),), mode="reflect")
+            ir = np.pad(ir, pad, mode="reflect")
+        pairs.append(Pair(f"{bag.name}/{stamp}", rgb, ir, frame_gradient_range(rgb)))
+    if not pairs:
+        raise DataError(f"{bag}: no pairs ({report.summary()})")
+    if report.undecodable or report.read_error:
+        print(f"{bag}: {report.summary()}", flush=True)
     return pairs
 
 
