@@ -48,6 +48,7 @@ setup(
         f"lutfuse = {PACKAGE}.cli:main",
         "lutfuse-train = lutfuse_training.cli:main",
         f"fusion_node = {PACKAGE}.ros.fusion_node:main",
+        f"recorder_node = {PACKAGE}.ros.recorder_node:main",
         f"replay_cameras = {PACKAGE}.ros.demo:replay_main",
         f"fused_receiver = {PACKAGE}.ros.demo:receiver_main",
     ]},

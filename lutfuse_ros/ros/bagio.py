@@ -168,6 +168,12 @@ def read_pairs(bag: str | Path, thermal_topic: str = "/thermal/image",
                                     report, typestore)
         return
     try:
+        recorded = _recording_config(reader, typestore)
+        present = {c.topic for c in reader.connections}
+        if recorded and thermal_topic not in present and rgb_topic not in present:
+            # A recorder bag: its own note says which topics hold the pair.
+            thermal_topic = recorded.get("thermal_topic", thermal_topic)
+            rgb_topic = recorded.get("rgb_topic", rgb_topic)
         conns = {}
         for role, topic in ((THERMAL, thermal_topic), (RGB, rgb_topic)):
             found = [c for c in reader.connections if c.topic == topic]
@@ -195,6 +201,21 @@ def read_pairs(bag: str | Path, thermal_topic: str = "/thermal/image",
         yield from _pair(stream(), slop, thermal_offset, pre, report, typestore)
     finally:
         reader.close()
+
+
+def _recording_config(reader, typestore) -> dict:
+    """The recorder's JSON note (``/lutfuse/recording_config``), or ``{}``."""
+    import json
+
+    conns = [c for c in reader.connections if c.topic == "/lutfuse/recording_config"]
+    if not conns:
+        return {}
+    try:
+        for conn, _, raw in reader.messages(connections=conns):
+            return json.loads(typestore.deserialize_cdr(raw, conn.msgtype).data)
+    except Exception:  # noqa: BLE001 - a damaged note is not worth failing for
+        return {}
+    return {}
 
 
 def _pairs_from_scan(mcap, thermal_topic, rgb_topic, slop, thermal_offset, pre, report,
@@ -238,7 +259,8 @@ def _pair(stream, slop, thermal_offset, pre, report, typestore):
             report.note(f"pair at {pair.rgb_stamp_ns}: {exc}")
             continue
         report.pairs += 1
-        yield pair.rgb_stamp_ns, ir, rgb
+        # Own, writable arrays: the decoded ones may view read-only message buffers.
+        yield pair.rgb_stamp_ns, np.array(ir), np.array(rgb)
     report.unmatched = sync.stats.unmatched + sync.stats.late + sync.pending()
 
 

@@ -47,7 +47,8 @@ def _prepare(args):
 
     config = load_config(args.config, _overrides(args))
     device = config.resolved_device()
-    pairs = load_pairs(args.data, min_side=config.crop)
+    pairs = load_pairs(args.data, min_side=config.crop,
+                       bag_topics=(config.thermal_topic, config.rgb_topic))
     train_pairs, val_pairs = split_validation(pairs, config.val_pairs)
     print(f"{len(train_pairs)} training pairs, {len(val_pairs)} held out, device {device}",
           flush=True)

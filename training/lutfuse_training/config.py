@@ -26,6 +26,7 @@ class TrainConfig:
         val_every: steps between validations (an "epoch"); also the checkpoint interval.
         val_pairs: pairs held out from the training folders for validation (every k-th).
         time_limit_min: stop early (and save) when a run takes longer; 0 = no limit.
+        thermal_topic, rgb_topic: image topics of rosbag2 data (a recorder bag names its own).
     Teacher (MM-Net):
         teacher_channels: encoder widths at the four scales; teacher_heads: attention heads.
         w_intensity, w_gradient, w_ssim: weights of the unsupervised fusion losses.
@@ -47,6 +48,8 @@ class TrainConfig:
     val_every: int = 500
     val_pairs: int = 8
     time_limit_min: float = 0.0
+    thermal_topic: str = "/thermal/image"
+    rgb_topic: str = "/rgb/image"
     teacher_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     teacher_heads: int = 4
     w_intensity: float = 1.0

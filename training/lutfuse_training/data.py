@@ -57,14 +57,16 @@ def read_thermal(path: Path) -> np.ndarray:
     return img
 
 
-def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True) -> list[Pair]:
+def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True,
+               bag_topics: tuple[str, str] = ("/thermal/image", "/rgb/image")) -> list[Pair]:
     """Every pair of every folder; frames smaller than ``min_side`` are reflect-padded."""
     pairs: list[Pair] = []
     listed = []
     for d in dirs:
         d = Path(d)
         if is_bag(d):
-            pairs += pairs_from_bag(d, min_side)
+            pairs += pairs_from_bag(d, min_side, thermal_topic=bag_topics[0],
+                                    rgb_topic=bag_topics[1])
             continue
         if not (d / "ir").is_dir() or not (d / "vis").is_dir():
             raise DataError(f"{d}: expected {d}/ir and {d}/vis folders of paired images")

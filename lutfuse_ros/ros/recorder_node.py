@@ -1,0 +1,180 @@
+"""The recorder: synchronised thermal + RGB pairs into a rosbag2 for training a LUT.
+
+Subscriptions take the serialised (CDR) messages as they arrive (``raw=True``): the header
+stamp is read from the first bytes, pairs are made with the node's
+:class:`ApproximateTimePolicy`, and both messages are written unchanged with the ``rosbags``
+writer (MCAP by default, sqlite3 on request), so ``ros2 bag info/play`` and
+``lutfuse bag-export`` read the result. The preprocessing parameters in use (the fusion
+node's, from the same params file) go into the bag as a ``std_msgs/String`` JSON on
+``/lutfuse/recording_config``; ``rgb/camera_info`` is recorded as it comes.
+
+Parameters: ``bag_path`` (required, must not exist), ``storage`` (mcap|sqlite3),
+``rgb_compressed`` (subscribe ``rgb/image/compressed`` instead of ``rgb/image``),
+``min_interval`` (s between recorded pairs), ``max_pairs``, ``max_duration`` (s),
+``max_bytes`` (0: no limit; the recorder stops at the first limit reached), ``sync.*``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from .params import PARAMS
+from .sync import RGB, THERMAL, ApproximateTimePolicy
+
+CONFIG_TOPIC = "/lutfuse/recording_config"
+
+
+def cdr_stamp_ns(raw: bytes) -> int:
+    """Header stamp of a serialised message whose first field is ``std_msgs/Header``."""
+    if len(raw) < 12:
+        raise ValueError("message too short for a header")
+    endian = "<" if raw[1] == 1 else ">"
+    sec, nanosec = struct.unpack_from(endian + "iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+class RecorderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("lutfuse_recorder")
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.typesys import Stores, get_typestore
+
+        p = {name: self.declare_parameter(name, default).value for name, default in (
+            ("bag_path", ""), ("storage", "mcap"), ("rgb_compressed", False),
+            ("min_interval", 0.0), ("max_pairs", 0), ("max_duration", 0.0), ("max_bytes", 0))}
+        # The fusion node's parameters, so a params file shared by both is accepted and the
+        # preprocessing in use is recorded beside the images.
+        for spec in PARAMS:
+            if spec.name not in p:
+                p[spec.name] = self.declare_parameter(spec.name, spec.default).value
+        self.p = p
+        if not p["bag_path"]:
+            raise ValueError("parameter bag_path is required (a folder that does not exist yet)")
+        path = Path(p["bag_path"])
+        if path.exists():
+            raise ValueError(f"bag_path {path} exists already: rosbag2 writes a new folder")
+        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+            raise ValueError(f"bag_path {path}: folder {path.parent} is missing or not writable")
+        storage = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(p["storage"])
+        if storage is None:
+            raise ValueError(f"storage must be mcap or sqlite3, got {p['storage']!r}")
+        self.typestore = get_typestore(Stores.ROS2_HUMBLE)
+        self.writer = Writer(path, version=8, storage_plugin=storage)
+        self.writer.open()
+        rgb_type = CompressedImage if p["rgb_compressed"] else Image
+        rgb_topic = "rgb/image/compressed" if p["rgb_compressed"] else "rgb/image"
+        ts = self.typestore
+        self.conns = {
+            THERMAL: self.writer.add_connection(self.resolve_topic_name("thermal/image"),
+                                                "sensor_msgs/msg/Image", typestore=ts),
+            RGB: self.writer.add_connection(self.resolve_topic_name(rgb_topic),
+                                            f"sensor_msgs/msg/{rgb_type.__name__}", typestore=ts),
+        }
+        self.info_conn = self.writer.add_connection(self.resolve_topic_name("rgb/camera_info"),
+                                                    "sensor_msgs/msg/CameraInfo", typestore=ts)
+        config_conn = self.writer.add_connection(CONFIG_TOPIC, "std_msgs/msg/String",
+                                                 typestore=ts)
+        config = dict(p, thermal_topic=self.conns[THERMAL].topic,
+                      rgb_topic=self.conns[RGB].topic)
+        msg = ts.types["std_msgs/msg/String"](data=json.dumps(config, default=list))
+        self.writer.write(config_conn, time.time_ns(), ts.serialize_cdr(msg,
+                                                                      "std_msgs/msg/String"))
+        self.sync = ApproximateTimePolicy(p["sync.queue_size"], p["sync.slop"],
+                                          p["sync.thermal_offset"], p["sync.reset_jump"])
+        self.pairs = 0
+        self.bytes = 0
+        self.skipped = 0
+        self.last_pair_ns: int | None = None
+        self.t0 = time.monotonic()
+        self.done = False
+        self.create_subscription(Image, "thermal/image", lambda m: self._on(THERMAL, m),
+                                 qos_profile_sensor_data, raw=True)
+        self.create_subscription(rgb_type, rgb_topic, lambda m: self._on(RGB, m),
+                                 qos_profile_sensor_data, raw=True)
+        self.create_subscription(CameraInfo, "rgb/camera_info", self._on_info,
+                                 qos_profile_sensor_data, raw=True)
+        self.get_logger().info(f"recording {self.resolve_topic_name('thermal/image')} + "
+                               f"{self.resolve_topic_name(rgb_topic)} pairs into {path} "
+                               f"({p['storage']})")
+
+    def _on_info(self, raw: bytes) -> None:
+        if not self.done:
+            self._write(self.info_conn, cdr_stamp_ns(raw), raw)
+
+    def _on(self, topic: int, raw: bytes) -> None:
+        if self.done:
+            return
+        try:
+            stamp = cdr_stamp_ns(raw)
+        except ValueError as exc:
+            self.get_logger().warn(f"message skipped: {exc}", throttle_duration_sec=1.0)
+            return
+        pair = self.sync.add(topic, stamp, raw)
+        if pair is None:
+            return
+        if self.last_pair_ns is not None and \
+                pair.rgb_stamp_ns - self.last_pair_ns < self.p["min_interval"] * 1e9:
+            self.skipped += 1  # decimation
+            return
+        self.last_pair_ns = pair.rgb_stamp_ns
+        self._write(self.conns[THERMAL], pair.thermal_stamp_ns, pair.thermal)
+        self._write(self.conns[RGB], pair.rgb_stamp_ns, pair.rgb)
+        self.pairs += 1
+        p = self.p
+        if (p["max_pairs"] and self.pairs >= p["max_pairs"]) or \
+                (p["max_duration"] and time.monotonic() - self.t0 >= p["max_duration"]) or \
+                (p["max_bytes"] and self.bytes >= p["max_bytes"]):
+            self.get_logger().info(f"limit reached after {self.pairs} pairs: closing the bag")
+            self.close()
+
+    def _write(self, conn, stamp_ns: int, raw: bytes) -> None:
+        try:
+            self.writer.write(conn, stamp_ns, bytes(raw))
+            self.bytes += len(raw)
+        except OSError as exc:  # disk full, file gone: keep what is written readable
+            self.get_logger().error(f"cannot write to the bag ({exc}): closing it with "
+                                    f"{self.pairs} pairs")
+            self.close()
+
+    def close(self) -> None:
+        if not self.done:
+            self.done = True
+            try:
+                self.writer.close()
+            except Exception as exc:  # noqa: BLE001 - report, the data so far is on disk
+                self.get_logger().error(f"closing the bag failed: {exc}")
+
+
+def main(args: list[str] | None = None) -> None:
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = RecorderNode()
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:
+        print(f"lutfuse recorder: error: {exc}", flush=True)
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.close()
+            print(f"recorded {node.pairs} pairs ({node.skipped} skipped by min_interval)",
+                  flush=True)
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The robot loop with real processes, real DDS and real bags: cameras -> recorder -> bag ->
+distillation from the bag -> model file -> parameter set on the live fusion node -> the fused
+stream is the new model's output."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
+
+from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
+from lutfuse_ros.ros.bagio import BagReport, read_pairs  # noqa: E402
+from lutfuse_ros.ros.codec import image_to_numpy, numpy_to_image  # noqa: E402
+from lutfuse_ros.ros.pipeline import DEFAULTS, FramePipeline  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+from .test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  # noqa: E402
+                        node_command)
+
+TINY = ROOT / "training" / "configs" / "tiny.yaml"
+
+
+def recorder_command(bag: Path, max_pairs: int) -> list[str]:
+    script = shutil.which("recorder_node", path=str(Path(sys.executable).parent))
+    assert script, "console script recorder_node not installed (pip install -e .)"
+    return [script, "--ros-args", "--params-file", str(ROOT / "config" / "fusion.yaml"),
+            "-r", f"thermal/image:={THERMAL_TOPIC}", "-r", f"rgb/image:={RGB_TOPIC}",
+            "-r", f"rgb/camera_info:={INFO_TOPIC}", "-p", f"bag_path:={bag}",
+            "-p", f"max_pairs:={max_pairs}"]
+
+
+def camera_frames(count: int):
+    """Thermal mono16 + RGB rgb8 messages of distinct scenes."""
+    frames = []
+    for k in range(count):
+        ir, rgb = synthetic_pair(seed=20 + k, size=(96, 128), night=bool(k % 2))
+        frames.append((numpy_to_image(ir.astype(np.uint16) * 60 + 8000, "mono16"),
+                       numpy_to_image(rgb, "rgb8")))
+    return frames
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def record(harness: Harness, bag: Path, frames, max_pairs: int, log: Path) -> None:
+    with open(log, "w") as out:
+        proc = subprocess.Popen(recorder_command(bag, max_pairs), stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: harness.pub_t.get_subscription_count() >= 1 and
+                 harness.node.count_subscribers(RGB_TOPIC) >= 1 and
+                 any("recording" in line for line in log.read_text().splitlines()),
+                 60, "the recorder to subscribe")
+        time.sleep(0.5)
+        for k, (thermal, rgb) in enumerate(frames):
+            harness.publish(thermal, rgb, 70 * 10**9 + k * 100_000_000)
+            time.sleep(0.05)
+        proc.wait(timeout=30)  # it stops by itself at max_pairs
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, log.read_text()
+
+
+def test_recorder_writes_pairs_that_bags_tools_read(rclpy_session, tmp_path):
+    harness = Harness()
+    try:
+        frames = camera_frames(8)
+        record(harness, tmp_path / "bag", frames, max_pairs=6, log=tmp_path / "rec.log")
+    finally:
+        harness.close()
+    report = BagReport()
+    pairs = list(read_pairs(tmp_path / "bag", thermal_topic=THERMAL_TOPIC, rgb_topic=RGB_TOPIC,
+                            report=report))
+    assert len(pairs) == 6, report.summary()
+    for (_, _, rgb), (_, msg) in zip(pairs, frames):
+        np.testing.assert_array_equal(rgb, image_to_numpy(msg))
+
+
+def test_recorder_refuses_an_unwritable_path(rclpy_session, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # unwritable even for root: its parent is a file
+    result = subprocess.run(recorder_command(blocker / "bag", 1), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "missing or not writable" in result.stdout
+
+
+def test_record_train_deploy_loop(rclpy_session, tmp_path):
+    from lutfuse_training.cli import main as train
+
+    node_log = tmp_path / "node.log"
+    with open(node_log, "w") as out:
+        node = subprocess.Popen(node_command(), stdout=out, stderr=subprocess.STDOUT)
+    harness = Harness()
+    try:
+        t0 = time.monotonic()
+        record(harness, tmp_path / "bag", camera_frames(10), max_pairs=8,
+               log=tmp_path / "rec.log")
+        t_record = time.monotonic() - t0
+        run = tmp_path / "run"
+        base = ["--config", str(TINY), "--data", str(tmp_path / "bag"), "--out", str(run)]
+        assert train(["teacher", *base]) == 0
+        assert train(["distill", *base, "--teacher", str(run / "teacher.pt")]) == 0
+        t_train = time.monotonic() - t0 - t_record
+        # Deploy to the running node, which was fusing with the default model all along.
+        wait_for(lambda: harness.node.count_publishers("/fused/image") >= 1, 60, "the node")
+        settings = dict(DEFAULTS, **{"gradient.mode": "per_image",
+                                     "model_path": str(run / "model.npz")})
+        results = harness.set_params(model_path=settings["model_path"],
+                                     **{"gradient.mode": "per_image"})
+        assert all(r.successful for r in results), [r.reason for r in results]
+        thermal, rgb = camera_frames(1)[0]
+        clear(harness)
+        harness.publish(thermal, rgb, 90 * 10**9)
+        got = image_to_numpy(harness.wait_fused(1)[-1])
+        expected = FramePipeline.from_settings(settings)(thermal, rgb).image
+        default = FramePipeline.from_settings(dict(settings, model_path=""))(thermal, rgb).image
+        assert not np.array_equal(expected, default)  # the new model does change the output
+        np.testing.assert_array_equal(got, expected)
+        print(f"loop: record {t_record:.1f} s, train {t_train:.1f} s")
+    finally:
+        harness.close()
+        node.terminate()
+        node.wait(timeout=10)
