@@ -62,6 +62,19 @@ def test_xml_launch_file_names_real_executables_parameters_and_files():
     assert {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"} <= envs
 
 
+def test_record_launch_file_names_the_recorder_and_declared_arguments():
+    root = ET.parse(ROOT / "launch" / "record.launch.xml").getroot()
+    args = {a.get("name") for a in root.iter("arg")}
+    used = set(re.findall(r"\$\(var (\w+)\)", ET.tostring(root, encoding="unicode")))
+    assert used <= args
+    recorder_params = {"bag_path", "storage", "rgb_compressed", "min_interval", "min_change",
+                       "max_pairs", "max_duration", "max_bytes"}
+    for node in root.iter("node"):
+        assert node.get("exec") == "recorder_node" and "recorder_node" in CONSOLE_SCRIPTS
+        for p in node.iter("param"):
+            assert p.get("from") or p.get("name") in recorder_params | set(BY_NAME)
+
+
 def test_python_launch_file_builds():
     pytest.importorskip("launch_ros", reason="launch_ros is not installable here (a robot has it)")
     import importlib.util

@@ -26,13 +26,13 @@ from .test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  #
 TINY = ROOT / "training" / "configs" / "tiny.yaml"
 
 
-def recorder_command(bag: Path, max_pairs: int) -> list[str]:
+def recorder_command(bag: Path, max_pairs: int, *extra: str) -> list[str]:
     script = shutil.which("recorder_node", path=str(Path(sys.executable).parent))
     assert script, "console script recorder_node not installed (pip install -e .)"
     return [script, "--ros-args", "--params-file", str(ROOT / "config" / "fusion.yaml"),
             "-r", f"thermal/image:={THERMAL_TOPIC}", "-r", f"rgb/image:={RGB_TOPIC}",
             "-r", f"rgb/camera_info:={INFO_TOPIC}", "-p", f"bag_path:={bag}",
-            "-p", f"max_pairs:={max_pairs}"]
+            "-p", f"max_pairs:={max_pairs}", *extra]
 
 
 def camera_frames(count: int):
@@ -54,9 +54,9 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def record(harness: Harness, bag: Path, frames, max_pairs: int, log: Path) -> None:
+def record(harness: Harness, bag: Path, frames, max_pairs: int, log: Path, *extra: str) -> None:
     with open(log, "w") as out:
-        proc = subprocess.Popen(recorder_command(bag, max_pairs), stdout=out,
+        proc = subprocess.Popen(recorder_command(bag, max_pairs, *extra), stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: harness.pub_t.get_subscription_count() >= 1 and
@@ -88,6 +88,23 @@ def test_recorder_writes_pairs_that_bags_tools_read(rclpy_session, tmp_path):
     assert len(pairs) == 6, report.summary()
     for (_, _, rgb), (_, msg) in zip(pairs, frames):
         np.testing.assert_array_equal(rgb, image_to_numpy(msg))
+
+
+def test_recorder_skips_near_duplicate_frames(rclpy_session, tmp_path):
+    """A robot standing still: 3 scenes, each sent 3 times; with min_change only the 3 scenes
+    are kept (the recorder stops at max_pairs=3 only if the repeats were skipped)."""
+    harness = Harness()
+    try:
+        frames = [f for f in camera_frames(3) for _ in range(3)]
+        record(harness, tmp_path / "bag", frames, 3, tmp_path / "rec.log",
+               "-p", "min_change:=2.0")
+    finally:
+        harness.close()
+    pairs = list(read_pairs(tmp_path / "bag"))
+    scenes = [image_to_numpy(v) for _, v in camera_frames(3)]
+    assert len(pairs) == 3
+    for (_, _, rgb), scene in zip(pairs, scenes):
+        np.testing.assert_array_equal(rgb, scene)
 
 
 def test_recorder_refuses_an_unwritable_path(rclpy_session, tmp_path):

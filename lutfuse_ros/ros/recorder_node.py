@@ -10,7 +10,8 @@ node's, from the same params file) go into the bag as a ``std_msgs/String`` JSON
 
 Parameters: ``bag_path`` (required, must not exist), ``storage`` (mcap|sqlite3),
 ``rgb_compressed`` (subscribe ``rgb/image/compressed`` instead of ``rgb/image``),
-``min_interval`` (s between recorded pairs), ``max_pairs``, ``max_duration`` (s),
+``min_interval`` (s between recorded pairs), ``min_change`` (skip a pair whose RGB differs
+from the last recorded one by less than this mean grey level at 1/8 size; 0: off), ``max_pairs``, ``max_duration`` (s),
 ``max_bytes`` (0: no limit; the recorder stops at the first limit reached), ``sync.*``.
 """
 from __future__ import annotations
@@ -21,11 +22,14 @@ import struct
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from .codec import image_to_numpy
 from .params import PARAMS
 from .sync import RGB, THERMAL, ApproximateTimePolicy
 
@@ -49,7 +53,8 @@ class RecorderNode(Node):
 
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("bag_path", ""), ("storage", "mcap"), ("rgb_compressed", False),
-            ("min_interval", 0.0), ("max_pairs", 0), ("max_duration", 0.0), ("max_bytes", 0))}
+            ("min_interval", 0.0), ("min_change", 0.0), ("max_pairs", 0), ("max_duration", 0.0),
+            ("max_bytes", 0))}
         # The fusion node's parameters, so a params file shared by both is accepted and the
         # preprocessing in use is recorded beside the images.
         for spec in PARAMS:
@@ -93,6 +98,7 @@ class RecorderNode(Node):
         self.bytes = 0
         self.skipped = 0
         self.last_pair_ns: int | None = None
+        self.last_thumb: np.ndarray | None = None
         self.t0 = time.monotonic()
         self.done = False
         self.create_subscription(Image, "thermal/image", lambda m: self._on(THERMAL, m),
@@ -124,6 +130,14 @@ class RecorderNode(Node):
                 pair.rgb_stamp_ns - self.last_pair_ns < self.p["min_interval"] * 1e9:
             self.skipped += 1  # decimation
             return
+        if self.p["min_change"] > 0:  # skip near-duplicates (robot standing still)
+            thumb = self._thumbnail(pair.rgb)
+            if self.last_thumb is not None and thumb is not None and \
+                    thumb.shape == self.last_thumb.shape and \
+                    float(np.abs(thumb - self.last_thumb).mean()) < self.p["min_change"]:
+                self.skipped += 1
+                return
+            self.last_thumb = thumb
         self.last_pair_ns = pair.rgb_stamp_ns
         self._write(self.conns[THERMAL], pair.thermal_stamp_ns, pair.thermal)
         self._write(self.conns[RGB], pair.rgb_stamp_ns, pair.rgb)
@@ -134,6 +148,22 @@ class RecorderNode(Node):
                 (p["max_bytes"] and self.bytes >= p["max_bytes"]):
             self.get_logger().info(f"limit reached after {self.pairs} pairs: closing the bag")
             self.close()
+
+    def _thumbnail(self, raw: bytes) -> np.ndarray | None:
+        """Grey 1/8-size image of a serialised RGB message (for the near-duplicate test)."""
+        from rclpy.serialization import deserialize_message
+
+        try:
+            if self.p["rgb_compressed"]:
+                msg = deserialize_message(raw, CompressedImage)
+                img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8),
+                                   cv2.IMREAD_REDUCED_GRAYSCALE_8)
+                return None if img is None else img.astype(np.float32)
+            img = image_to_numpy(deserialize_message(raw, Image))
+        except ValueError:
+            return None
+        small = img[::8, ::8].astype(np.float32)
+        return small.mean(axis=2) if small.ndim == 3 else small
 
     def _write(self, conn, stamp_ns: int, raw: bytes) -> None:
         try:
