@@ -67,7 +67,8 @@ def test_record_launch_file_names_the_recorder_and_declared_arguments():
     args = {a.get("name") for a in root.iter("arg")}
     used = set(re.findall(r"\$\(var (\w+)\)", ET.tostring(root, encoding="unicode")))
     assert used <= args
-    recorder_params = {"bag_path", "storage", "rgb_compressed", "min_interval", "min_change",
+    recorder_params = {"bag_path", "storage", "rgb_compressed", "thermal_compressed",
+                       "min_interval", "min_change",
                        "max_pairs", "max_duration", "max_bytes"}
     for node in root.iter("node"):
         assert node.get("exec") == "recorder_node" and "recorder_node" in CONSOLE_SCRIPTS

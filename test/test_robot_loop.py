@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -117,6 +118,49 @@ def test_recorder_skips_near_duplicate_frames(rclpy_session, tmp_path):
     assert len(pairs) == 3
     for (_, _, rgb), scene in zip(pairs, scenes):
         np.testing.assert_array_equal(rgb, scene)
+
+
+def test_recorder_takes_compressed_topics(rclpy_session, tmp_path):
+    """Thermal as 16-bit PNG and RGB as JPEG CompressedImage (image_transport's topics)."""
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CompressedImage
+
+    harness = Harness()
+    pub_t = harness.node.create_publisher(CompressedImage, THERMAL_TOPIC + "/compressed",
+                                          qos_profile_sensor_data)
+    pub_v = harness.node.create_publisher(CompressedImage, RGB_TOPIC + "/compressed",
+                                          qos_profile_sensor_data)
+    log = tmp_path / "rec.log"
+    cmd = recorder_command(tmp_path / "bag", 3, "-p", "rgb_compressed:=true", "-p",
+                           "thermal_compressed:=true")
+    cmd = [c.replace(f"thermal/image:={THERMAL_TOPIC}", f"thermal/image/compressed:="
+                     f"{THERMAL_TOPIC}/compressed").replace(
+        f"rgb/image:={RGB_TOPIC}", f"rgb/image/compressed:={RGB_TOPIC}/compressed") for c in cmd]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: pub_t.get_subscription_count() and pub_v.get_subscription_count(),
+                 60, "the recorder to subscribe")
+        time.sleep(0.3)
+        k = 0
+        while proc.poll() is None and k < 200:
+            ir, rgb = synthetic_pair(seed=k % 5, size=(96, 128))
+            stamp = 80 * 10**9 + k * 100_000_000
+            for pub, fmt, img in ((pub_t, ".png", ir.astype(np.uint16) * 60 + 8000),
+                                  (pub_v, ".jpg", rgb[:, :, ::-1])):
+                msg = CompressedImage(format=fmt[1:])
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+                msg.data = cv2.imencode(fmt, img)[1].tobytes()
+                pub.publish(msg)
+            k += 1
+            time.sleep(0.05)
+        proc.wait(timeout=30)
+    finally:
+        harness.close()
+        if proc.poll() is None:
+            proc.terminate()
+    pairs = list(read_pairs(tmp_path / "bag"))
+    assert len(pairs) == 3 and pairs[0][1].dtype == np.uint8 and pairs[0][2].shape == (96, 128, 3)
 
 
 def test_recorder_refuses_an_unwritable_path(rclpy_session, tmp_path):

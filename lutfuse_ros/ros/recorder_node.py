@@ -10,6 +10,7 @@ node's, from the same params file) go into the bag as a ``std_msgs/String`` JSON
 
 Parameters: ``bag_path`` (required, must not exist), ``storage`` (mcap|sqlite3),
 ``rgb_compressed`` (subscribe ``rgb/image/compressed`` instead of ``rgb/image``),
+``thermal_compressed`` (``thermal/image/compressed``, e.g. 16-bit PNG),
 ``min_interval`` (s between recorded pairs), ``min_change`` (skip a pair whose RGB differs
 from the last recorded one by less than this mean grey level at 1/8 size; 0: off), ``max_pairs``, ``max_duration`` (s),
 ``max_bytes`` (0: no limit; the recorder stops at the first limit reached), ``sync.*``.
@@ -53,6 +54,7 @@ class RecorderNode(Node):
 
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("bag_path", ""), ("storage", "mcap"), ("rgb_compressed", False),
+            ("thermal_compressed", False),
             ("min_interval", 0.0), ("min_change", 0.0), ("max_pairs", 0), ("max_duration", 0.0),
             ("max_bytes", 0))}
         # The fusion node's parameters, so a params file shared by both is accepted and the
@@ -77,9 +79,12 @@ class RecorderNode(Node):
         rgb_type = CompressedImage if p["rgb_compressed"] else Image
         rgb_topic = "rgb/image/compressed" if p["rgb_compressed"] else "rgb/image"
         ts = self.typestore
+        th_type = CompressedImage if p["thermal_compressed"] else Image
+        th_topic = "thermal/image/compressed" if p["thermal_compressed"] else "thermal/image"
         self.conns = {
-            THERMAL: self.writer.add_connection(self.resolve_topic_name("thermal/image"),
-                                                "sensor_msgs/msg/Image", typestore=ts),
+            THERMAL: self.writer.add_connection(self.resolve_topic_name(th_topic),
+                                                f"sensor_msgs/msg/{th_type.__name__}",
+                                                typestore=ts),
             RGB: self.writer.add_connection(self.resolve_topic_name(rgb_topic),
                                             f"sensor_msgs/msg/{rgb_type.__name__}", typestore=ts),
         }
@@ -101,13 +106,13 @@ class RecorderNode(Node):
         self.last_thumb: np.ndarray | None = None
         self.t0 = time.monotonic()
         self.done = False
-        self.create_subscription(Image, "thermal/image", lambda m: self._on(THERMAL, m),
+        self.create_subscription(th_type, th_topic, lambda m: self._on(THERMAL, m),
                                  qos_profile_sensor_data, raw=True)
         self.create_subscription(rgb_type, rgb_topic, lambda m: self._on(RGB, m),
                                  qos_profile_sensor_data, raw=True)
         self.create_subscription(CameraInfo, "rgb/camera_info", self._on_info,
                                  qos_profile_sensor_data, raw=True)
-        self.get_logger().info(f"recording {self.resolve_topic_name('thermal/image')} + "
+        self.get_logger().info(f"recording {self.resolve_topic_name(th_topic)} + "
                                f"{self.resolve_topic_name(rgb_topic)} pairs into {path} "
                                f"({p['storage']})")
 
