@@ -5,7 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( $$ % 90 + 10 ))}"
+source scripts/ros_env.sh
 export ROS_HOME="${ROS_HOME:-$(mktemp -d)}"
 .venv/bin/python -m lutfuse_ros.ros.demo --out out/demo_mosaic.png "$@"

@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .thermal import AGC_MODES, agc_range, apply_range, equalize
+from .thermal import AGC_MODES, _check_thermal, agc_range, equalize, range_table
 
 REGISTRATION_MODES = ("none", "resize", "crop_resize", "homography")
 GRADIENT_MODES = ("per_image", "stable")
@@ -23,6 +23,15 @@ GRADIENT_MODES = ("per_image", "stable")
 
 class RegistrationError(ValueError):
     """A thermal frame does not fit the registration (size, calibration file)."""
+
+
+def _smooth(running: tuple[float, float] | None, new: tuple[float, float],
+            weight: float) -> tuple[float, float]:
+    """Exponential moving average of a (low, high) range; the first frame starts it."""
+    if running is None:
+        return new
+    return (running[0] + weight * (new[0] - running[0]),
+            running[1] + weight * (new[1] - running[1]))
 
 
 # -- thermal AGC ---------------------------------------------------------------------------
@@ -74,11 +83,7 @@ class ThermalAGC:
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         """(H, W) uint16 or uint8 -> (H, W) uint8."""
-        if not isinstance(img, np.ndarray) or img.ndim != 2 or img.dtype not in (np.uint8,
-                                                                                   np.uint16):
-            raise ValueError("thermal frame must be (H, W) uint8 or uint16, got "
-                             f"{getattr(img, 'dtype', type(img).__name__)} "
-                             f"{getattr(img, 'shape', '')}")
+        _check_thermal(img)
         if img.dtype == np.uint8:
             return img
         if self.mode == "equalize":
@@ -98,18 +103,13 @@ class ThermalAGC:
             if self.range is None:  # nothing better yet: use this frame's own range
                 self.range = (lo, max(hi, lo + self.min_span))
             return
-        if self.range is None:
-            self.range = (lo, hi)
-        else:
-            a = self.smoothing
-            self.range = (self.range[0] + a * (lo - self.range[0]),
-                          self.range[1] + a * (hi - self.range[1]))
+        self.range = _smooth(self.range, (lo, hi), self.smoothing)
 
     def _apply(self, img: np.ndarray) -> np.ndarray:
         # A 65,536-entry table, rebuilt only when the (rounded) range moves.
         key = (round(self.range[0], 1), round(self.range[1], 1))
         if self._lut is None or self._lut_range != key:
-            self._lut = apply_range(np.arange(65536, dtype=np.uint16)[None], *key)[0]
+            self._lut = range_table(*key)
             self._lut_range = key
         return self._lut[img]
 
@@ -274,13 +274,7 @@ class GradientNormaliser:
             self.range = (lo, float(np.max(row_max)))
             return self.range
         hi = float(np.quantile(row_max, self.quantile))
-        hi = max(hi, lo + 1e-6)
-        if self.range is None:
-            self.range = (lo, hi)
-        else:
-            a = self.smoothing
-            self.range = (self.range[0] + a * (lo - self.range[0]),
-                          self.range[1] + a * (hi - self.range[1]))
+        self.range = _smooth(self.range, (lo, max(hi, lo + 1e-6)), self.smoothing)
         return self.range
 
 

@@ -49,13 +49,20 @@ def apply_range(img: np.ndarray, low: float, high: float) -> np.ndarray:
     every pixel to mid-grey rather than dividing by zero.
     """
     _check_thermal(img)
+    return range_table(low, high, 65536 if img.dtype == np.uint16 else 256)[img]
+
+
+def range_table(low: float, high: float, levels: int = 65536) -> np.ndarray:
+    """The lookup table of :func:`apply_range`: ``(levels,)`` uint8, indexed by the count.
+
+    Streams keep it while the range stays put (``preprocess.ThermalAGC``).
+    """
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(f"range must be finite, got ({low}, {high})")
     if high <= low:
-        return np.full(img.shape, 128, np.uint8)
-    lut = np.clip((np.arange(65536 if img.dtype == np.uint16 else 256, dtype=np.float32) - low)
-                  * (255.0 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
-    return lut[img]
+        return np.full(levels, 128, np.uint8)
+    return np.clip((np.arange(levels, dtype=np.float32) - low) * (255.0 / (high - low)) + 0.5,
+                   0, 255).astype(np.uint8)
 
 
 def equalize(img: np.ndarray) -> np.ndarray:

@@ -75,9 +75,12 @@ class FusionNode(Node):
         self.camera_info: CameraInfo | None = None
 
         s = self.settings
-        in_qos = qos_profile_sensor_data if s["qos.input"] == "sensor_data" else \
-            QoSProfile(depth=s["qos.depth"])
-        in_qos.depth = s["qos.depth"]
+        # A copy: setting depth on rclpy's shared qos_profile_sensor_data would change it
+        # for every other user in the process.
+        in_qos = QoSProfile(depth=s["qos.depth"])
+        if s["qos.input"] == "sensor_data":
+            sensor = qos_profile_sensor_data
+            in_qos.reliability, in_qos.durability = sensor.reliability, sensor.durability
         out_qos = QoSProfile(depth=s["qos.depth"]) if s["qos.output"] == "default" else \
             qos_profile_sensor_data
         self.pub_image = self.create_publisher(Image, "fused/image", out_qos)

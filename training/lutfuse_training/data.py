@@ -44,6 +44,17 @@ def frame_gradient_range(rgb: np.ndarray) -> tuple[float, float]:
     return GradientNormaliser("stable").update(g.amin(dim=1).numpy(), g.amax(dim=1).numpy())
 
 
+def make_pair(name: str, rgb: np.ndarray, ir: np.ndarray, min_side: int = 0) -> Pair:
+    """A training pair; frames smaller than ``min_side`` are reflect-padded (the gradient
+    range is then taken over the padded frame)."""
+    h, w = ir.shape
+    if min(h, w) < min_side:
+        pad = ((0, max(0, min_side - h)), (0, max(0, min_side - w)))
+        rgb = np.pad(rgb, pad + ((0, 0),), mode="reflect")
+        ir = np.pad(ir, pad, mode="reflect")
+    return Pair(name, rgb, ir, frame_gradient_range(rgb))
+
+
 def read_thermal(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -86,12 +97,7 @@ def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True,
         if ir.shape != rgb.shape[:2]:
             raise DataError(f"{ir_path} and {vis_path} differ in size: training needs "
                             "registered pairs")
-        h, w = ir.shape
-        if min(h, w) < min_side:
-            pad = ((0, max(0, min_side - h)), (0, max(0, min_side - w)))
-            rgb = np.pad(rgb, pad + ((0, 0),), mode="reflect")
-            ir = np.pad(ir, pad, mode="reflect")
-        pairs.append(Pair(f"{set_name}/{stem}", rgb, ir, frame_gradient_range(rgb)))
+        pairs.append(make_pair(f"{set_name}/{stem}", rgb, ir, min_side))
     return pairs
 
 
@@ -102,12 +108,7 @@ def pairs_from_bag(bag: Path, min_side: int = 0, **kwargs) -> list[Pair]:
     report = BagReport()
     pairs = []
     for stamp, ir, rgb in read_pairs(bag, report=report, **kwargs):
-        h, w = ir.shape
-        if min(h, w) < min_side:
-            pad = ((0, max(0, min_side - h)), (0, max(0, min_side - w)))
-            rgb = np.pad(rgb, pad + ((0, 0),), mode="reflect")
-            ir = np.pad(ir, pad, mode="reflect")
-        pairs.append(Pair(f"{bag.name}/{stamp}", rgb, ir, frame_gradient_range(rgb)))
+        pairs.append(make_pair(f"{bag.name}/{stamp}", rgb, ir, min_side))
     if not pairs:
         raise DataError(f"{bag}: no pairs ({report.summary()})")
     if report.undecodable or report.read_error:

@@ -1,0 +1,4 @@
+# Sourced by the scripts that start ROS 2 processes: keep all DDS traffic on this machine,
+# on a domain of its own (the caller's ROS_DOMAIN_ID if set).
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( $$ % 90 + 10 ))}"
