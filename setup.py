@@ -22,6 +22,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.*")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
     ],
     # torch is left unpinned: this machine pins it with constraints.txt, a Jetson keeps the
     # JetPack build it already has. Every other dependency has x86-64 and aarch64 wheels.

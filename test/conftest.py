@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lutfuse_ros
 from lutfuse_ros.core.synthetic import synthetic_pair
+from lutfuse_ros.resources import config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -20,7 +22,16 @@ SHARED = ROOT.parent / "shared"
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
 os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lutfuse_test_ros_home_"))
-os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(ROOT / "config" / "fastdds_shm_localhost.xml")
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_file("fastdds_shm_localhost.xml"))
+
+# scripts/test.sh runs the node tests a second time against the colcon install space
+# (LUTFUSE_TEST_INSTALL_SPACE=colcon_ws/install, its setup.sh sourced): make sure that is
+# the code under test, not this checkout.
+INSTALL_SPACE = os.environ.get("LUTFUSE_TEST_INSTALL_SPACE")
+if INSTALL_SPACE:
+    assert Path(lutfuse_ros.__file__).resolve().is_relative_to(Path(INSTALL_SPACE).resolve()), (
+        f"testing {lutfuse_ros.__file__}, not the install space {INSTALL_SPACE}: source its "
+        "setup.sh and run pytest with --import-mode=append from outside the checkout")
 
 
 def shared_path(*parts: str) -> Path:

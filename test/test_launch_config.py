@@ -10,7 +10,7 @@ import yaml
 
 from lutfuse_ros.ros.params import BY_NAME, PARAMS, to_markdown, to_yaml
 
-from .conftest import ROOT
+from conftest import ROOT
 
 CONSOLE_SCRIPTS = {ep.name for ep in entry_points(group="console_scripts")
                    if ep.value.startswith("lutfuse_ros")}

@@ -9,7 +9,7 @@ import pytest
 
 from lutfuse_ros.core import metrics as M
 
-from .conftest import shared_path
+from conftest import shared_path
 
 
 def test_every_anchor_row_is_reproduced():

@@ -13,7 +13,7 @@ from lutfuse_ros.core import (FusionModel, ModelFormatError, convert_official,
 from lutfuse_ros.core.model import official_model_path
 from lutfuse_ros.core.context_net import ContextNet
 
-from .conftest import shared_path
+from conftest import shared_path
 
 
 def test_default_model_loads_with_id():

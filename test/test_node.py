@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import ROOT, SHARED
+from conftest import INSTALL_SPACE, SHARED
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
@@ -33,7 +33,13 @@ from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible  # noqa:
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 from lutfuse_ros.ros.codec import image_to_numpy, numpy_to_image  # noqa: E402
 from lutfuse_ros.ros.params import PARAMS  # noqa: E402
+from lutfuse_ros.resources import config_file  # noqa: E402
 from lutfuse_ros.ros.pipeline import DEFAULTS, FramePipeline  # noqa: E402
+
+try:  # built by colcon from msg/ (scripts/colcon_build.sh); a pip install has no messages
+    from lutfuse_ros.msg import FusionStatus
+except ImportError:
+    FusionStatus = None
 
 THERMAL_TOPIC, RGB_TOPIC, INFO_TOPIC = "/cam_t/image_raw", "/cam_v/image_raw", "/cam_v/info"
 NODE = "/lutfuse_fusion"
@@ -54,6 +60,10 @@ class Harness:
         self.node.create_subscription(Image, "/fused/image", self._keep(self.fused), 50)
         self.node.create_subscription(CameraInfo, "/fused/camera_info", self._keep(self.infos), 50)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.statuses: list = []
+        if FusionStatus is not None:
+            self.node.create_subscription(FusionStatus, "/fused/status",
+                                          self._keep(self.statuses), 10)
         self.set_client = self.node.create_client(SetParameters, f"{NODE}/set_parameters")
         self.list_client = self.node.create_client(ListParameters, f"{NODE}/list_parameters")
         self.executor = SingleThreadedExecutor()
@@ -113,10 +123,16 @@ class Harness:
 
 
 def node_command() -> list[str]:
-    """The console script, as ``ros2 run``/the launch file would start it."""
-    script = shutil.which("fusion_node", path=str(Path(sys.executable).parent))
-    assert script, "console script fusion_node not installed (pip install -e .)"
-    return [script, "--ros-args", "--params-file", str(ROOT / "config" / "fusion.yaml"),
+    """The executable as ``ros2 run``/the launch file would start it: lib/lutfuse_ros/ of the
+    colcon install space, or the pip console script."""
+    if INSTALL_SPACE:
+        from ament_index_python.packages import get_package_prefix
+        script = str(Path(get_package_prefix("lutfuse_ros")) / "lib" / "lutfuse_ros" /
+                     "fusion_node")
+    else:
+        script = shutil.which("fusion_node", path=str(Path(sys.executable).parent))
+        assert script, "console script fusion_node not installed (pip install -e .)"
+    return [script, "--ros-args", "--params-file", str(config_file("fusion.yaml")),
             "-r", f"thermal/image:={THERMAL_TOPIC}", "-r", f"rgb/image:={RGB_TOPIC}",
             "-r", f"rgb/camera_info:={INFO_TOPIC}", "-p", "use_sim_time:=true"]
 
@@ -332,3 +348,39 @@ def test_model_hot_swap_refuses_a_bad_file_and_swaps_a_good_one(harness, tmp_pat
     assert not np.array_equal(swapped.image, official)
     np.testing.assert_array_equal(fused_now(52_000_000_000), swapped.image)
     assert harness.set_params(model_path="", **{"gradient.mode": "stable"})[0].successful
+
+
+def test_status_message_reports_model_inputs_and_the_newest_frame(harness):
+    """``fused/status`` (lutfuse_ros/FusionStatus) carries the header of the newest fused frame,
+    the model id, rates, counters, latency and the thermal AGC range."""
+    if FusionStatus is None:
+        pytest.skip("lutfuse_ros messages not built here (pip install): scripts/test.sh runs "
+                    "this test from the colcon install space (scripts/colcon_build.sh)")
+    ir, rgb = synthetic_pair(seed=4, size=(96, 128))
+    counts = ir.astype(np.uint16) * 40 + 20_000  # 16-bit thermal: the AGC range is in counts
+    clear(harness)
+    with harness.lock:
+        harness.statuses.clear()
+    stamp = 0
+    for k in range(20):
+        stamp = 90_000_000_000 + k * 33_333_333
+        harness.publish(numpy_to_image(counts, "mono16"), numpy_to_image(rgb, "rgb8"), stamp)
+        time.sleep(1 / 30)
+    harness.wait_fused(15)
+    last_fused = harness.fused[-1].header.stamp
+    deadline = time.monotonic() + 5.0
+    status = None
+    while time.monotonic() < deadline and status is None:
+        with harness.lock:
+            status = next((m for m in reversed(harness.statuses)
+                           if m.header.stamp == last_fused), None)
+        time.sleep(0.05)
+    assert status is not None, "no fused/status carrying the newest fused frame's stamp"
+    assert status.header.frame_id == "rgb_optical_frame"
+    assert status.model_id == FramePipeline.from_settings(DEFAULTS).fuser.model_id
+    assert "numpy backend" in status.engine
+    assert status.pairs_fused >= 15 and status.pairs_synced >= status.pairs_fused
+    assert status.rgb_rate_hz > 2 and status.thermal_rate_hz > 2
+    assert 0 <= status.thermal_silent_s < 2 and 0 <= status.rgb_silent_s < 2
+    assert 0 < status.latency_p50_ms <= status.latency_p99_ms
+    assert counts.min() <= status.agc_low < status.agc_high <= counts.max()

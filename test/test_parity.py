@@ -8,7 +8,7 @@ from lutfuse_ros.core import FusionConfig, Fuser, load_model
 from lutfuse_ros.core.imageio import read_ir, read_visible
 from lutfuse_ros.core.model import official_model_path
 
-from .conftest import shared_path
+from conftest import shared_path
 
 
 @pytest.mark.parametrize("dataset", ["MSRS_test", "RoadScene_test"])

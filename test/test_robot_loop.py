@@ -20,8 +20,8 @@ from lutfuse_ros.ros.bagio import BagReport, read_pairs  # noqa: E402
 from lutfuse_ros.ros.codec import image_to_numpy, numpy_to_image  # noqa: E402
 from lutfuse_ros.ros.pipeline import DEFAULTS, FramePipeline  # noqa: E402
 
-from .conftest import ROOT  # noqa: E402
-from .test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  # noqa: E402
+from conftest import ROOT  # noqa: E402
+from test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  # noqa: E402
                         node_command)
 
 TINY = ROOT / "training" / "configs" / "tiny.yaml"

@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.synthetic import synthetic_pair
-
-SHARE = Path(__file__).resolve().parents[2]  # source tree (pip -e / tests)
+from ..resources import config_file
 
 
 def demo_frames(count: int, size: tuple[int, int], thermal_size: tuple[int, int] | None = None,
@@ -203,7 +202,7 @@ def ros_env(domain_id: int | None = None, profile: str = "fastdds_shm_localhost.
         env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else 10 + os.getpid() % 90)
     env.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lutfuse_ros_home_"))
     # Kilted reads FASTDDS_*; Humble and Jazzy read FASTRTPS_* (Kilted warns if it is set).
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHARE / "config" / profile)
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_file(profile))
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     return env
 
@@ -231,7 +230,7 @@ def stop(*procs: subprocess.Popen) -> None:
 def run_demo(seconds: float, out: Path, rate: float = 30.0, size: tuple[int, int] = (240, 320),
              params_file: Path | None = None) -> dict:
     env = ros_env()
-    params_file = params_file or SHARE / "config" / "fusion.yaml"
+    params_file = params_file or config_file("fusion.yaml")
     summary = Path(tempfile.mkdtemp(prefix="lutfuse_demo_")) / "summary.json"
     node = spawn("lutfuse_ros.ros.fusion_node:main",
                  ["--params-file", str(params_file), "-p", "publish_registered_thermal:=true"],

@@ -1,0 +1,51 @@
+"""Where the package's shared files are: ``launch/``, ``config/`` and ``msg/``.
+
+Looked up in this order:
+
+1. the source checkout this module runs from (``pip install -e .``, tests): edits there take
+   effect without reinstalling;
+2. the ament index (a colcon install space or an apt install: ``share/lutfuse_ros``);
+3. ``<sys.prefix>/share/lutfuse_ros`` (``pip install .``, which installs ``data_files`` there).
+
+The default models ship inside the Python package (``lutfuse_ros/models``, see
+:func:`lutfuse_ros.core.model.default_model_path`) and are also installed to
+``share/lutfuse_ros/models`` for launch files that name a model explicitly.
+"""
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE = "lutfuse_ros"
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=1)
+def share_dir() -> Path:
+    """The directory holding ``config/`` and ``launch/`` (see the module docstring)."""
+    if (_SOURCE_ROOT / "package.xml").is_file() and (_SOURCE_ROOT / "config").is_dir():
+        return _SOURCE_ROOT
+    try:
+        from ament_index_python.packages import (PackageNotFoundError,
+                                                 get_package_share_directory)
+        try:
+            return Path(get_package_share_directory(PACKAGE))
+        except PackageNotFoundError:
+            pass
+    except ImportError:  # no ROS 2 here: a plain pip install
+        pass
+    candidate = Path(sys.prefix) / "share" / PACKAGE
+    if (candidate / "config").is_dir():
+        return candidate
+    raise FileNotFoundError(
+        f"cannot find the {PACKAGE} share directory (config/, launch/): not a source checkout, "
+        f"not in the ament index (AMENT_PREFIX_PATH), not in {candidate}")
+
+
+def config_file(name: str) -> Path:
+    """``share/lutfuse_ros/config/<name>``, e.g. ``fusion.yaml`` or ``fastdds_shm.xml``."""
+    path = share_dir() / "config" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file {name!r} in {path.parent}")
+    return path
