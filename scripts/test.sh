@@ -23,5 +23,6 @@ bash scripts/colcon_build.sh
   set +u; . colcon_ws/install/setup.sh; set -u
   cd "$(mktemp -d)"
   LUTFUSE_TEST_INSTALL_SPACE="$ROOT/colcon_ws/install" python -m pytest -q \
-    -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" "$ROOT/test/test_node.py"
+    -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" \
+    "$ROOT/test/test_node.py" "$ROOT/test/test_robot_loop.py"
 )

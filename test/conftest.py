@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,6 +34,17 @@ if INSTALL_SPACE:
     assert Path(lutfuse_ros.__file__).resolve().is_relative_to(Path(INSTALL_SPACE).resolve()), (
         f"testing {lutfuse_ros.__file__}, not the install space {INSTALL_SPACE}: source its "
         "setup.sh and run pytest with --import-mode=append from outside the checkout")
+
+
+def executable(name: str) -> str:
+    """A node executable as ``ros2 run``/launch files start it: ``lib/lutfuse_ros/<name>`` of
+    the colcon install space under test, else the pip console script beside this Python."""
+    if INSTALL_SPACE:
+        from ament_index_python.packages import get_package_prefix
+        return str(Path(get_package_prefix("lutfuse_ros")) / "lib" / "lutfuse_ros" / name)
+    script = shutil.which(name, path=str(Path(sys.executable).parent))
+    assert script, f"console script {name} not installed (pip install -e .)"
+    return script
 
 
 def shared_path(*parts: str) -> Path:

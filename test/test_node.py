@@ -8,9 +8,7 @@ correct; model hot-swap (bad file refused, old model kept; good file swapped in)
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import INSTALL_SPACE, SHARED
+from conftest import SHARED, executable
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
@@ -122,19 +120,13 @@ class Harness:
         self.node.destroy_node()
 
 
-def node_command() -> list[str]:
+def node_command(*extra: str) -> list[str]:
     """The executable as ``ros2 run``/the launch file would start it: lib/lutfuse_ros/ of the
     colcon install space, or the pip console script."""
-    if INSTALL_SPACE:
-        from ament_index_python.packages import get_package_prefix
-        script = str(Path(get_package_prefix("lutfuse_ros")) / "lib" / "lutfuse_ros" /
-                     "fusion_node")
-    else:
-        script = shutil.which("fusion_node", path=str(Path(sys.executable).parent))
-        assert script, "console script fusion_node not installed (pip install -e .)"
+    script = executable("fusion_node")
     return [script, "--ros-args", "--params-file", str(config_file("fusion.yaml")),
             "-r", f"thermal/image:={THERMAL_TOPIC}", "-r", f"rgb/image:={RGB_TOPIC}",
-            "-r", f"rgb/camera_info:={INFO_TOPIC}", "-p", "use_sim_time:=true"]
+            "-r", f"rgb/camera_info:={INFO_TOPIC}", "-p", "use_sim_time:=true", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -362,11 +354,12 @@ def test_status_message_reports_model_inputs_and_the_newest_frame(harness):
     with harness.lock:
         harness.statuses.clear()
     stamp = 0
-    for k in range(20):
+    for k in range(40):  # distinct frames (repeated ones freeze the AGC): its range converges
         stamp = 90_000_000_000 + k * 33_333_333
-        harness.publish(numpy_to_image(counts, "mono16"), numpy_to_image(rgb, "rgb8"), stamp)
+        harness.publish(numpy_to_image(counts + k % 2, "mono16"), numpy_to_image(rgb, "rgb8"),
+                        stamp)
         time.sleep(1 / 30)
-    harness.wait_fused(15)
+    harness.wait_fused(30)
     last_fused = harness.fused[-1].header.stamp
     deadline = time.monotonic() + 5.0
     status = None
@@ -379,8 +372,8 @@ def test_status_message_reports_model_inputs_and_the_newest_frame(harness):
     assert status.header.frame_id == "rgb_optical_frame"
     assert status.model_id == FramePipeline.from_settings(DEFAULTS).fuser.model_id
     assert "numpy backend" in status.engine
-    assert status.pairs_fused >= 15 and status.pairs_synced >= status.pairs_fused
+    assert status.pairs_fused >= 30 and status.pairs_synced >= status.pairs_fused
     assert status.rgb_rate_hz > 2 and status.thermal_rate_hz > 2
     assert 0 <= status.thermal_silent_s < 2 and 0 <= status.rgb_silent_s < 2
     assert 0 < status.latency_p50_ms <= status.latency_p99_ms
-    assert counts.min() <= status.agc_low < status.agc_high <= counts.max()
+    assert counts.min() - 20 <= status.agc_low < status.agc_high <= counts.max() + 20

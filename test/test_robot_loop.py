@@ -3,9 +3,7 @@ distillation from the bag -> model file -> parameter set on the live fusion node
 stream is the new model's output."""
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,21 +14,39 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
 
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
+from lutfuse_ros.resources import config_file  # noqa: E402
 from lutfuse_ros.ros.bagio import BagReport, read_pairs  # noqa: E402
 from lutfuse_ros.ros.codec import image_to_numpy, numpy_to_image  # noqa: E402
 from lutfuse_ros.ros.pipeline import DEFAULTS, FramePipeline  # noqa: E402
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, executable  # noqa: E402
 from test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  # noqa: E402
                         node_command)
 
 TINY = ROOT / "training" / "configs" / "tiny.yaml"
 
+try:  # built by colcon from msg/ (scripts/colcon_build.sh)
+    from lutfuse_ros.msg import FusionStatus
+except ImportError:
+    FusionStatus = None
+
+
+def bag_messages(bag: Path, topic: str) -> list:
+    """Every message of ``topic``, decoded with rosbags (this package's types registered)."""
+    from rosbags.rosbag2 import Reader
+
+    from lutfuse_ros.ros.bagio import lutfuse_typestore
+
+    typestore = lutfuse_typestore()
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return [typestore.deserialize_cdr(raw, c.msgtype)
+                for c, _, raw in reader.messages(connections=conns)]
+
 
 def recorder_command(bag: Path, max_pairs: int, *extra: str) -> list[str]:
-    script = shutil.which("recorder_node", path=str(Path(sys.executable).parent))
-    assert script, "console script recorder_node not installed (pip install -e .)"
-    return [script, "--ros-args", "--params-file", str(ROOT / "config" / "fusion.yaml"),
+    script = executable("recorder_node")
+    return [script, "--ros-args", "--params-file", str(config_file("fusion.yaml")),
             "-r", f"thermal/image:={THERMAL_TOPIC}", "-r", f"rgb/image:={RGB_TOPIC}",
             "-r", f"rgb/camera_info:={INFO_TOPIC}", "-p", f"bag_path:={bag}",
             "-p", f"max_pairs:={max_pairs}", *extra]
@@ -56,17 +72,26 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def record(harness: Harness, bag: Path, frames, max_pairs: int, log: Path, *extra: str,
-           cycle: bool = True) -> None:
+           cycle: bool = True, node_status: bool = False) -> None:
     """Run the recorder until it stops at ``max_pairs``; publish ``frames`` (over and over
-    when ``cycle``: best-effort delivery may drop a few)."""
-    base = (harness.pub_t.get_subscription_count(), harness.pub_v.get_subscription_count())
+    when ``cycle``: best-effort delivery may drop a few). ``node_status``: a fusion node
+    runs, start only once the recorder writes its fused/status (where messages are built)."""
+    def subscribers():
+        return (harness.pub_t.get_subscription_count(), harness.pub_v.get_subscription_count(),
+                harness.node.count_subscribers("/fused/status"))
+    base = subscribers()
+    # the recorder subscribes fused/status too where the messages are built
+    wanted = (1, 1, 1 if FusionStatus is not None and "record_status:=false" not in extra
+              else 0)
     with open(log, "w") as out:
         proc = subprocess.Popen(recorder_command(bag, max_pairs, *extra), stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: harness.pub_t.get_subscription_count() > base[0] and
-                 harness.pub_v.get_subscription_count() > base[1] and
+        wait_for(lambda: all(n - b >= w for n, b, w in zip(subscribers(), base, wanted)) and
                  "recording" in log.read_text(), 60, "the recorder to subscribe")
+        if node_status and FusionStatus is not None:
+            wait_for(lambda: "fused/status too" in log.read_text(), 30,
+                     "the recorder to receive fused/status")
         time.sleep(0.3)
         stamp = 70 * 10**9
         deadline = time.monotonic() + 45
@@ -176,12 +201,24 @@ def test_record_train_deploy_loop(rclpy_session, tmp_path):
 
     node_log = tmp_path / "node.log"
     with open(node_log, "w") as out:
-        node = subprocess.Popen(node_command(), stdout=out, stderr=subprocess.STDOUT)
+        # status at 5 Hz: a few fused/status messages fall within the short recording
+        node = subprocess.Popen(node_command("-p", "status.period:=0.2"), stdout=out,
+                                stderr=subprocess.STDOUT)
     harness = Harness()
     try:
+        wait_for(lambda: harness.pub_t.get_subscription_count() >= 1 and
+                 harness.pub_v.get_subscription_count() >= 1, 60, "the node")
+        thermal, rgb = camera_frames(1)[0]
+        for k in range(100):  # best effort: the first frames after discovery may be lost
+            harness.publish(thermal, rgb, 60 * 10**9 + k * 10**6)
+            time.sleep(0.05)
+            with harness.lock:
+                if harness.fused:  # from now on its fused/status carries a stamp
+                    break
+        assert harness.fused, "the node fused nothing"
         t0 = time.monotonic()
         record(harness, tmp_path / "bag", camera_frames(10), max_pairs=8,
-               log=tmp_path / "rec.log")
+               log=tmp_path / "rec.log", node_status=True)
         t_record = time.monotonic() - t0
         run = tmp_path / "run"
         base = ["--config", str(TINY), "--data", str(tmp_path / "bag"), "--out", str(run)]
@@ -204,6 +241,10 @@ def test_record_train_deploy_loop(rclpy_session, tmp_path):
         assert not np.array_equal(expected, default)  # the new model does change the output
         np.testing.assert_array_equal(got, expected)
         print(f"loop: record {t_record:.1f} s, train {t_train:.1f} s")
+        if FusionStatus is not None:  # colcon build: the node's status is in the bag too
+            statuses = bag_messages(tmp_path / "bag", "/fused/status")
+            assert statuses and all(m.model_id.startswith("sha256:") for m in statuses)
+            assert statuses[-1].pairs_fused >= 1
     finally:
         harness.close()
         node.terminate()

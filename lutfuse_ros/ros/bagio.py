@@ -49,6 +49,21 @@ class BagReport:
         return text + "".join(f"\n  - {p}" for p in self.problems)
 
 
+def lutfuse_typestore():
+    """A ``rosbags`` typestore (Humble's messages) that also knows this package's messages,
+    registered from the ``msg/`` text, so bags with ``fused/status`` read without a build."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from ..resources import share_dir
+
+    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    types = {}
+    for path in sorted((share_dir() / "msg").glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"lutfuse_ros/msg/{path.stem}"))
+    typestore.register(types)
+    return typestore
+
+
 def is_bag(path: str | Path) -> bool:
     path = Path(path)
     return (path.is_dir() and (path / "metadata.yaml").is_file()) or \
@@ -149,11 +164,10 @@ def read_pairs(bag: str | Path, thermal_topic: str = "/thermal/image",
         BagError: the bag does not open, or a topic is missing or not an image topic.
     """
     from rosbags.rosbag2 import Reader
-    from rosbags.typesys import Stores, get_typestore
 
     report = report if report is not None else BagReport()
     pre = pre or Preprocessor()
-    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    typestore = lutfuse_typestore()
     bag = Path(bag)
     try:
         reader = Reader(bag)

@@ -6,14 +6,16 @@ stamp is read from the first bytes, pairs are made with the node's
 writer (MCAP by default, sqlite3 on request), so ``ros2 bag info/play`` and
 ``lutfuse bag-export`` read the result. The preprocessing parameters in use (the fusion
 node's, from the same params file) go into the bag as a ``std_msgs/String`` JSON on
-``/lutfuse/recording_config``; ``rgb/camera_info`` is recorded as it comes.
+``/lutfuse/recording_config``; ``rgb/camera_info`` is recorded as it comes, and so is the
+fusion node's ``fused/status`` (``record_status``, where the messages were built by colcon).
 
 Parameters: ``bag_path`` (required, must not exist), ``storage`` (mcap|sqlite3),
 ``rgb_compressed`` (subscribe ``rgb/image/compressed`` instead of ``rgb/image``),
 ``thermal_compressed`` (``thermal/image/compressed``, e.g. 16-bit PNG),
 ``min_interval`` (s between recorded pairs), ``min_change`` (skip a pair whose RGB differs
 from the last recorded one by less than this mean grey level at 1/8 size; 0: off), ``max_pairs``, ``max_duration`` (s),
-``max_bytes`` (0: no limit; the recorder stops at the first limit reached), ``sync.*``.
+``max_bytes`` (0: no limit; the recorder stops at the first limit reached),
+``record_status`` (default true), ``sync.*``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from .bagio import lutfuse_typestore
 from .codec import image_to_numpy
 from .params import PARAMS
 from .sync import RGB, THERMAL, ApproximateTimePolicy
@@ -50,13 +53,12 @@ class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("lutfuse_recorder")
         from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.typesys import Stores, get_typestore
 
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ("bag_path", ""), ("storage", "mcap"), ("rgb_compressed", False),
             ("thermal_compressed", False),
             ("min_interval", 0.0), ("min_change", 0.0), ("max_pairs", 0), ("max_duration", 0.0),
-            ("max_bytes", 0))}
+            ("max_bytes", 0), ("record_status", True))}
         # The fusion node's parameters, so a params file shared by both is accepted and the
         # preprocessing in use is recorded beside the images.
         for spec in PARAMS:
@@ -73,7 +75,7 @@ class RecorderNode(Node):
         storage = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(p["storage"])
         if storage is None:
             raise ValueError(f"storage must be mcap or sqlite3, got {p['storage']!r}")
-        self.typestore = get_typestore(Stores.ROS2_HUMBLE)
+        self.typestore = lutfuse_typestore()
         self.writer = Writer(path, version=8, storage_plugin=storage)
         self.writer.open()
         rgb_type = CompressedImage if p["rgb_compressed"] else Image
@@ -102,6 +104,7 @@ class RecorderNode(Node):
         self.pairs = 0
         self.bytes = 0
         self.skipped = 0
+        self.statuses = 0
         self.last_pair_ns: int | None = None
         self.last_thumb: np.ndarray | None = None
         self.t0 = time.monotonic()
@@ -112,9 +115,33 @@ class RecorderNode(Node):
                                  qos_profile_sensor_data, raw=True)
         self.create_subscription(CameraInfo, "rgb/camera_info", self._on_info,
                                  qos_profile_sensor_data, raw=True)
+        self._subscribe_status(p["record_status"])
         self.get_logger().info(f"recording {self.resolve_topic_name(th_topic)} + "
                                f"{self.resolve_topic_name(rgb_topic)} pairs into {path} "
                                f"({p['storage']})")
+
+    def _subscribe_status(self, wanted: bool) -> None:
+        """fused/status beside the images (a dashboard's view of the recording session)."""
+        if not wanted:
+            return
+        try:
+            from ..msg import FusionStatus
+        except ImportError:
+            self.get_logger().info("fused/status not recorded: lutfuse_ros messages not built "
+                                   "(pip install)")
+            return
+        conn = self.writer.add_connection(self.resolve_topic_name("fused/status"),
+                                          "lutfuse_ros/msg/FusionStatus",
+                                          typestore=self.typestore)
+
+        def on_status(raw: bytes) -> None:
+            stamp = cdr_stamp_ns(raw)
+            if not self.done and stamp > 0:  # zero: the node has fused nothing yet
+                if self.statuses == 0:
+                    self.get_logger().info(f"recording {conn.topic} too")
+                self.statuses += 1
+                self._write(conn, stamp, raw)
+        self.create_subscription(FusionStatus, "fused/status", on_status, 10, raw=True)
 
     def _on_info(self, raw: bytes) -> None:
         if not self.done:
