@@ -119,7 +119,7 @@ class FusionNode(Node):
         if self.pub_status is not None:
             self.create_timer(s["status.period"], self._publish_status, clock=steady)
         else:
-            self.get_logger().warn("lutfuse_ros messages not built (pip install): fused/status "
+            self.get_logger().warning("lutfuse_ros messages not built (pip install): fused/status "
                                    "is not published; build with colcon to get it")
         self._worker = threading.Thread(target=self._work, name="lutfuse_fusion", daemon=True)
         self._worker.start()
@@ -140,7 +140,7 @@ class FusionNode(Node):
         sync = self.sync
         pair = sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
         if sync.just_reset:
-            self.get_logger().warn("stamps jumped back in time: sync queues cleared, AGC and "
+            self.get_logger().warning("stamps jumped back in time: sync queues cleared, AGC and "
                                    "gradient range reset")
             self.pipeline.pre.reset()
         if pair is not None:

@@ -80,10 +80,10 @@ PARAMS: tuple[Param, ...] = (
           "image on thermal_registered/image (debugging the calibration).", read_only=True),
     Param("diagnostics.period", 0.5, "Seconds between /diagnostics messages.", read_only=True,
           range=(0.05, 10.0)),
-    Param("status.period", 1.0, "Seconds between fused/status (FusionStatus) messages.",
-          read_only=True, range=(0.05, 60.0)),
     Param("diagnostics.input_timeout", 0.4, "A camera silent this long (s) is reported as an "
           "error (with the 0.5 s period: within 0.9 s).", range=(0.05, 60.0)),
+    Param("status.period", 1.0, "Seconds between fused/status (FusionStatus) messages.",
+          read_only=True, range=(0.05, 60.0)),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 

@@ -153,7 +153,7 @@ class RecorderNode(Node):
         try:
             stamp = cdr_stamp_ns(raw)
         except ValueError as exc:
-            self.get_logger().warn(f"message skipped: {exc}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"message skipped: {exc}", throttle_duration_sec=1.0)
             return
         pair = self.sync.add(topic, stamp, raw)
         if pair is None:
