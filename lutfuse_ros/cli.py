@@ -20,12 +20,16 @@ def _fusion_args(p: argparse.ArgumentParser) -> None:
                         "(default: the FusionConfig default)")
     p.add_argument("--device", default="cpu", help="cpu (compiled kernels) or cuda (torch)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument("--context-engine", default="auto",
+                   choices=("auto", "onnxruntime", "opencv", "torch"),
+                   help="what runs the context network on the CPU (default: auto = ONNX "
+                        "Runtime, else OpenCV, when the model carries ONNX; else torch)")
 
 
 def _make_fuser(args):
     from .core import FusionConfig, Fuser, load_model
 
-    kw = {"exact": args.exact, "threads": args.threads}
+    kw = {"exact": args.exact, "threads": args.threads, "context_engine": args.context_engine}
     if args.context_scale is not None:
         kw["context_scale"] = args.context_scale
     if args.device != "cpu":
@@ -78,6 +82,23 @@ def cmd_convert(args) -> int:
     model = convert_official(args.lut, args.context)
     save_model(model, args.out)
     print(f"wrote {args.out} (model id {model.model_id})")
+    return EXIT_OK
+
+
+def cmd_export_onnx(args) -> int:
+    from .core import load_model, save_model
+    from .core.onnx_context import OPSET, with_onnx
+
+    model = with_onnx(load_model(args.model))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_bytes(model.context_onnx)
+        print(f"wrote {args.out}: context network of {model.model_id} (ONNX opset {OPSET}, "
+              "input rgb_ir (1, 4, H, W) float32 in [0, 255], output context (1, 1, H, W))")
+    if args.embed:
+        save_model(model, args.model)
+        print(f"embedded the ONNX context network in {args.model} (model id unchanged: "
+              f"{model.model_id})")
     return EXIT_OK
 
 
@@ -146,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model file to write (.npz)")
     p.set_defaults(func=cmd_convert)
 
+    p = sub.add_parser("export-onnx", help="export the context network to ONNX (TensorRT, "
+                       "ONNX Runtime, OpenCV DNN); needs torch and onnx")
+    p.add_argument("model", type=Path, help="model file (.npz)")
+    p.add_argument("--out", type=Path, default=None, help="write the graph to this .onnx file")
+    p.add_argument("--embed", action="store_true",
+                   help="also store it in the model file, for the torch-free runtime")
+    p.set_defaults(func=cmd_export_onnx)
+
     p = sub.add_parser("bench", help="time the forward pass stage by stage")
     p.add_argument("--sizes", nargs="+", default=["640x480", "1280x1024"], help="WxH")
     p.add_argument("--runs", type=int, default=30)
@@ -183,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ModelFormatError, FusionInputError, FileNotFoundError, ValueError) as exc:
+    except (ModelFormatError, FusionInputError, FileNotFoundError, ValueError,
+            ImportError) as exc:
         print(f"lutfuse {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -77,7 +77,7 @@ def test_package_xml_is_format_3_ament_cmake_with_a_key_for_every_runtime_import
     ros = {"rclpy", "rcl_interfaces", "sensor_msgs", "diagnostic_msgs", "std_msgs",
            "ament_index_python"}
     # Installed by pip on robots (no rosdep key on every distro): README "Robot install".
-    pip_only = {"torch", "numba", "rosbags", "onnxruntime"}
+    pip_only = {"torch", "numba", "rosbags", "onnxruntime", "onnx"}  # onnx: export only
     for module in sorted(imported):
         if module in rosdep:
             assert rosdep[module] in depends, f"{module} imported but {rosdep[module]} missing"

@@ -12,24 +12,10 @@ state dict maps onto ours by a prefix rename (see :func:`lutfuse_ros.core.model.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ContextNetConfig:
-    """Architecture hyper-parameters of :class:`ContextNet` (stored in the model file)."""
-
-    in_channels: int = 4
-    width: int = 16
-    num_blocks: int = 3
-    negative_slope: float = 0.2
-    dropout: float = 0.5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .model import ContextNetConfig  # torch-free: the model file holds the architecture
 
 
 def _conv_act_norm(cin: int, cout: int, slope: float) -> list[nn.Module]:

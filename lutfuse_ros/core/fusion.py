@@ -3,7 +3,9 @@
 Two backends share one configuration:
 
 - ``numpy``: compiled CPU kernels (:mod:`.kernels`) for colour, gradient, lookup and chroma;
-  the context network runs in torch on the CPU at ``context_scale`` of the full resolution.
+  the context network runs at ``context_scale`` of the full resolution on a
+  ``context_engine``: ONNX Runtime or OpenCV DNN on the model's ONNX graph (no torch
+  needed, :mod:`.onnx_context`) or torch.
 - ``torch``: the whole forward pass on torch tensors (:mod:`.torch_ops`), on CPU or CUDA.
 
 ``exact=True`` reproduces the authors' forward pass (context network at full resolution).
@@ -20,6 +22,7 @@ import numpy as np
 
 from . import kernels
 from .model import FusionModel, load_model
+from .onnx_context import CONTEXT_ENGINES, OnnxContextNet, resolve_engine
 from .preprocess import GradientNormaliser
 from .resample import bilinear_taps, context_size, context_stride
 
@@ -43,6 +46,9 @@ class FusionConfig:
         backend: ``"numpy"`` (compiled CPU kernels) or ``"torch"``.
         device: torch device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         threads: CPU threads for kernels and torch; 0 uses every core.
+        context_engine: what runs the context network of the numpy backend: ``"auto"``
+            (ONNX Runtime, else OpenCV, when the model carries ONNX; else torch),
+            ``"onnxruntime"``, ``"opencv"`` or ``"torch"``. The torch backend uses torch.
     """
 
     exact: bool = False
@@ -50,6 +56,7 @@ class FusionConfig:
     backend: str = "numpy"
     device: str = "cpu"
     threads: int = 0
+    context_engine: str = "auto"
 
     def __post_init__(self) -> None:
         context_stride(self.context_scale)  # raises unless 1/k
@@ -60,6 +67,12 @@ class FusionConfig:
                              f"device {self.device!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.context_engine not in CONTEXT_ENGINES:
+            raise ValueError(f"context_engine must be one of {CONTEXT_ENGINES}, got "
+                             f"{self.context_engine!r}")
+        if self.backend == "torch" and self.context_engine not in ("auto", "torch"):
+            raise ValueError("the torch backend runs its context network in torch; "
+                             f"context_engine {self.context_engine!r} needs backend='numpy'")
 
     @property
     def stride(self) -> int:
@@ -129,21 +142,37 @@ class Fuser:
 
     def __init__(self, model: FusionModel | None = None,
                  config: FusionConfig = FusionConfig()) -> None:
-        import torch
-
         self.model = model if model is not None else load_model()
         self.config = config
-        self._torch = torch
         self._threads = config.threads or os.cpu_count() or 1
-        self._device = torch.device(config.device)
-        if self._device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but torch sees no CUDA device")
-        self.context_net = self.model.build_context_net(str(self._device))
-        if config.backend == "numpy":
-            self.context_net = self.context_net.to(memory_format=torch.channels_last)
+        #: what runs the context network: "torch", "onnxruntime" or "opencv"
+        self.context_engine = "torch" if config.backend == "torch" else \
+            resolve_engine(config.context_engine, self.model)
+        self._torch = None  # imported only when torch runs something: robots may lack it
+        if self.context_engine == "torch":
+            import torch
+
+            self._torch = torch
+            self._device = torch.device(config.device)
+            if self._device.type == "cuda" and not torch.cuda.is_available():
+                raise ValueError("device 'cuda' requested but torch sees no CUDA device")
+            self.context_net = self.model.build_context_net(str(self._device))
+            if config.backend == "numpy":
+                self.context_net = self.context_net.to(memory_format=torch.channels_last)
+            else:
+                self._lut_t = torch.from_numpy(self.model.lut).to(self._device)
+        else:
+            self._onnx = OnnxContextNet(self.model.context_onnx, self.context_engine,
+                                        self._threads)
         self._lut_ir = kernels.lut_along_ir(self.model.lut)
-        self._lut_t = torch.from_numpy(self.model.lut).to(self._device)
         self._buffers: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+
+    @property
+    def engine(self) -> str:
+        """What runs, in words: backend, device, context engine and mode."""
+        c = self.config
+        mode = "exact" if c.exact else f"fast, context_scale 1/{c.stride}"
+        return f"{c.backend} backend on {c.device}, context net on {self.context_engine}, {mode}"
 
     @property
     def model_id(self) -> str:
@@ -193,7 +222,8 @@ class Fuser:
             raise FusionInputError(f"out must be C-contiguous uint8 {out_shape}, got "
                                    f"{out.dtype} {out.shape}")
         r_ch, b_ch = (0, 2) if vis_order == "rgb" else (2, 0)
-        self._torch.set_num_threads(self._threads)
+        if self._torch is not None:
+            self._torch.set_num_threads(self._threads)
         if self.config.backend == "numpy":
             self._fuse_numpy(ir, vis, r_ch, b_ch, out, _Timer(timings), gradient)
         else:
@@ -224,6 +254,8 @@ class Fuser:
         torch = self._torch
         x = self._buffers_for(*ir.shape)["ctx_in"]  # NHWC = channels_last for the network
         kernels.box_downsample_rgb_ir(vis, ir, r_ch, b_ch, self.config.stride, x)
+        if torch is None:  # ONNX engines take NCHW
+            return self._onnx(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         with torch.inference_mode():
             s = self.context_net(torch.from_numpy(x).permute(0, 3, 1, 2))
         return s[0, 0].contiguous().numpy()

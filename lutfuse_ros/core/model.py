@@ -18,7 +18,7 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,20 @@ DEFAULT_MODEL_RESOURCE = "lutfuse_ros_default.npz"  # trained by training/train_
 OFFICIAL_MODEL_RESOURCE = "official_lutfuse.npz"
 
 
+@dataclass(frozen=True)
+class ContextNetConfig:
+    """Architecture hyper-parameters of :class:`ContextNet` (stored in the model file)."""
+
+    in_channels: int = 4
+    width: int = 16
+    num_blocks: int = 3
+    negative_slope: float = 0.2
+    dropout: float = 0.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 class ModelFormatError(ValueError):
     """A model file is missing, unreadable or does not hold a valid fusion model."""
 
@@ -52,12 +66,16 @@ class FusionModel:
         context_state: context-network state dict as float32 numpy arrays.
         context_config: architecture of the context network (see ``ContextNetConfig``).
         metadata: provenance, licence and model card (free-form JSON-able dict).
+        context_onnx: the same context network as an ONNX graph (bytes), for the torch-free
+            engines (:mod:`.onnx_context`); ``None`` when not exported. Not part of the
+            model id: it is a rendering of the weights, checked when exported.
     """
 
     lut: np.ndarray
     context_state: dict[str, np.ndarray]
     context_config: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    context_onnx: bytes | None = None
 
     def __post_init__(self) -> None:
         validate_model(self, source="<in memory>")
@@ -77,7 +95,7 @@ class FusionModel:
         """A ``ContextNet`` in eval mode with this model's weights (needs torch)."""
         import torch
 
-        from .context_net import ContextNet, ContextNetConfig
+        from .context_net import ContextNet
 
         net = ContextNet(ContextNetConfig(**self.context_config))
         net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
@@ -86,8 +104,6 @@ class FusionModel:
 
 
 def _expected_context_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    from .context_net import ContextNetConfig
-
     cfg = ContextNetConfig(**config)
     w, cin = cfg.width, cfg.in_channels
     shapes: dict[str, tuple[int, ...]] = {
@@ -138,9 +154,13 @@ def save_model(model: FusionModel, path: str | os.PathLike) -> Path:
     meta = dict(model.metadata)
     meta.update(format_version=FORMAT_VERSION, context_net=model.context_config,
                 input_scaling=INPUT_SCALING, model_id=model.model_id)
+    if model.context_onnx is not None:
+        meta["context_onnx_model_id"] = model.model_id  # which weights it was exported from
     arrays = {"lut": model.lut,
               "metadata_json": np.frombuffer(json.dumps(meta, indent=1).encode(), np.uint8)}
     arrays.update({f"context/{k}": v for k, v in model.context_state.items()})
+    if model.context_onnx is not None:
+        arrays["context_onnx"] = np.frombuffer(model.context_onnx, np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -180,12 +200,20 @@ def load_model(path: str | os.PathLike | None = None) -> FusionModel:
         raise ModelFormatError(f"{path}: 'context_net' must be a JSON object")
     model = FusionModel.__new__(FusionModel)
     model.lut = arrays.pop("lut")
+    model.context_config = context_config
+    onnx = arrays.pop("context_onnx", None)
+    model.context_onnx = None if onnx is None else onnx.tobytes()
     model.context_state = {k[len("context/"):]: v for k, v in arrays.items()
                            if k.startswith("context/")}
-    model.context_config = context_config
     model.metadata = {k: v for k, v in meta.items()
-                      if k not in ("format_version", "context_net", "input_scaling", "model_id")}
+                      if k not in ("format_version", "context_net", "input_scaling", "model_id",
+                                   "context_onnx_model_id")}
     validate_model(model, source=str(path))
+    if onnx is not None and meta.get("context_onnx_model_id") != model.model_id:
+        raise ModelFormatError(
+            f"{path}: the embedded ONNX context network was exported from other weights "
+            f"({meta.get('context_onnx_model_id')!r}, this model is {model.model_id}); "
+            "re-export it: lutfuse export-onnx MODEL --embed")
     return model
 
 
@@ -210,7 +238,6 @@ def convert_official(lut_npy: str | os.PathLike, context_pth: str | os.PathLike)
     """
     import torch
 
-    from .context_net import ContextNetConfig
 
     lut_npy, context_pth = Path(lut_npy), Path(context_pth)
     try:

@@ -32,6 +32,10 @@ PARAMS: tuple[Param, ...] = (
           choices=("numpy", "torch")),
     Param("fusion.device", "cpu", "torch device of the torch backend (cpu, cuda, cuda:1).",
           read_only=True),
+    Param("fusion.context_engine", "auto", "What runs the context network of the numpy "
+          "backend: auto (onnxruntime, else opencv, when the model file carries its ONNX graph;"
+          " else torch), onnxruntime, opencv or torch. The ONNX engines need no torch.",
+          choices=("auto", "onnxruntime", "opencv", "torch")),
     Param("fusion.threads", 0, "CPU threads for fusion; 0: every core.", read_only=True,
           range=(0, 256)),
     Param("gradient.mode", "stable", "Visible-gradient range: stable (smoothed over frames: "

@@ -24,7 +24,8 @@ _ORDER = {"rgb8": "rgb", "rgba8": "rgb", "bgr8": "bgr", "bgra8": "bgr", "mono8":
 def fusion_config(v: Mapping[str, Any]) -> FusionConfig:
     return FusionConfig(exact=bool(v["fusion.exact"]), context_scale=float(v["fusion.context_scale"]),
                         backend=v["fusion.backend"], device=v["fusion.device"],
-                        threads=int(v["fusion.threads"]))
+                        threads=int(v["fusion.threads"]),
+                        context_engine=v["fusion.context_engine"])
 
 
 def make_fuser(v: Mapping[str, Any]) -> Fuser:
