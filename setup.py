@@ -24,13 +24,15 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
     ],
-    # torch is left unpinned: this machine pins it with constraints.txt, a Jetson keeps the
-    # JetPack build it already has. Every other dependency has x86-64 and aarch64 wheels.
+    # The runtime needs no torch: the context network runs on ONNX Runtime (or OpenCV DNN)
+    # from the ONNX graph in the model file. torch is the training dependency and an optional
+    # runtime backend (extra "torch"; on a Jetson keep JetPack's build). Every dependency
+    # here has x86-64 and aarch64 wheels.
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
         "numba>=0.59",
-        "torch>=2.0",
+        "onnxruntime>=1.16",
         "scipy>=1.10",
         "scikit-image>=0.22",
         "tqdm>=4.60",
@@ -39,7 +41,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
-        "training": ["pyyaml>=6", "tqdm>=4.60"],
+        "torch": ["torch>=2.0"],
+        # onnx: torch.onnx.export needs it (lutfuse export-onnx, distillation output)
+        "training": ["torch>=2.0", "onnx>=1.15", "pyyaml>=6", "tqdm>=4.60"],
         # ROS 2 Kilted from PyPI, for machines without a ROS install (x86-64 only). Robots
         # use their apt-installed ROS 2 instead and skip this extra.
         "ros": ["ros-rclpy==9.1.2", "ros-sensor-msgs==5.5.1", "ros-diagnostic-msgs==5.5.1",

@@ -9,6 +9,7 @@ correct; model hot-swap (bad file refused, old model kept; good file swapped in)
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -265,6 +266,7 @@ def test_silent_camera_is_an_error_within_a_second_and_recovers(harness):
     assert oks and oks[0] - restarted <= 1.0
     values = {kv.key: kv.value for s in last.status for kv in s.values}
     assert float(values["latency p99 (ms)"]) > 0 and values["model id"].startswith("sha256:")
+    assert "context net on onnxruntime" in values["engine"]  # the torch-free engine by default
 
 
 def test_malformed_messages_do_not_stop_the_node(harness, tmp_path):
@@ -377,3 +379,38 @@ def test_status_message_reports_model_inputs_and_the_newest_frame(harness):
     assert 0 <= status.thermal_silent_s < 2 and 0 <= status.rgb_silent_s < 2
     assert 0 < status.latency_p50_ms <= status.latency_p99_ms
     assert counts.min() - 20 <= status.agc_low < status.agc_high <= counts.max() + 20
+
+
+def test_node_runs_without_torch(harness, tmp_path):
+    """The robot runtime: the same node with ``import torch`` impossible fuses with the
+    model's ONNX context network and says which engine runs (log and diagnostics)."""
+    code = ("import sys; sys.modules['torch'] = None; "
+            "from lutfuse_ros.ros.fusion_node import main; main()")
+    cmd = [sys.executable, "-c", code, *node_command("-r", "__ns:=/torchfree")[1:]]
+    received: list[Image] = []
+    harness.node.create_subscription(Image, "/torchfree/fused/image", harness._keep(received),
+                                     10)
+    log = tmp_path / "node.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while harness.node.count_publishers("/torchfree/fused/image") == 0:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        thermal, rgb = stream_pair()
+        for k in range(100):  # best effort: the first frames after discovery may be lost
+            harness.publish(thermal, rgb, 200 * 10**9 + k * 10**6)
+            time.sleep(0.05)
+            with harness.lock:
+                if received:
+                    break
+        with harness.lock:
+            assert received, "no fused image from the torch-free node"
+            got = received[-1]
+        want = FramePipeline.from_settings(DEFAULTS)(thermal, rgb).image
+        np.testing.assert_array_equal(image_to_numpy(got), want)
+        assert "context net on onnxruntime" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -129,6 +129,11 @@ def test_commands_write_a_model_the_core_runs(data_dir, tmp_path):
     for config in (FusionConfig(), FusionConfig(exact=True)):
         out = Fuser(model, config).fuse(ir, vis)
         assert out.shape == (96, 128, 3) and out.dtype == np.uint8
+    # it carries its ONNX context network: robots run it without torch, to 1 LSB of torch
+    assert model.context_onnx is not None
+    onnx = Fuser(model, FusionConfig(context_engine="onnxruntime")).fuse(ir, vis)
+    with_torch = Fuser(model, FusionConfig(context_engine="torch")).fuse(ir, vis)
+    assert np.abs(onnx.astype(int) - with_torch).max() <= 1
 
 
 def test_bad_data_and_files_give_clear_errors(data_dir, tmp_path, capsys):

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import kernels
 from .model import FusionModel, load_model
-from .onnx_context import CONTEXT_ENGINES, OnnxContextNet, resolve_engine
+from .onnx_context import CONTEXT_ENGINES, OnnxContextNet, check_graph, resolve_engine
 from .preprocess import GradientNormaliser
 from .resample import bilinear_taps, context_size, context_stride
 
@@ -150,7 +150,11 @@ class Fuser:
             resolve_engine(config.context_engine, self.model)
         self._torch = None  # imported only when torch runs something: robots may lack it
         if self.context_engine == "torch":
-            import torch
+            try:
+                import torch
+            except ImportError:
+                raise ValueError("the torch backend needs torch, which is not installed (pip "
+                                 "install torch; the numpy backend runs without it)") from None
 
             self._torch = torch
             self._device = torch.device(config.device)
@@ -164,6 +168,7 @@ class Fuser:
         else:
             self._onnx = OnnxContextNet(self.model.context_onnx, self.context_engine,
                                         self._threads)
+            check_graph(self.model, self._onnx)
         self._lut_ir = kernels.lut_along_ir(self.model.lut)
         self._buffers: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 

@@ -68,7 +68,8 @@ class FusionModel:
         metadata: provenance, licence and model card (free-form JSON-able dict).
         context_onnx: the same context network as an ONNX graph (bytes), for the torch-free
             engines (:mod:`.onnx_context`); ``None`` when not exported. Not part of the
-            model id: it is a rendering of the weights, checked when exported.
+            model id: it is a rendering of the weights, and the engines check that it
+            computes them before they run it.
     """
 
     lut: np.ndarray
@@ -154,8 +155,6 @@ def save_model(model: FusionModel, path: str | os.PathLike) -> Path:
     meta = dict(model.metadata)
     meta.update(format_version=FORMAT_VERSION, context_net=model.context_config,
                 input_scaling=INPUT_SCALING, model_id=model.model_id)
-    if model.context_onnx is not None:
-        meta["context_onnx_model_id"] = model.model_id  # which weights it was exported from
     arrays = {"lut": model.lut,
               "metadata_json": np.frombuffer(json.dumps(meta, indent=1).encode(), np.uint8)}
     arrays.update({f"context/{k}": v for k, v in model.context_state.items()})
@@ -206,14 +205,8 @@ def load_model(path: str | os.PathLike | None = None) -> FusionModel:
     model.context_state = {k[len("context/"):]: v for k, v in arrays.items()
                            if k.startswith("context/")}
     model.metadata = {k: v for k, v in meta.items()
-                      if k not in ("format_version", "context_net", "input_scaling", "model_id",
-                                   "context_onnx_model_id")}
+                      if k not in ("format_version", "context_net", "input_scaling", "model_id")}
     validate_model(model, source=str(path))
-    if onnx is not None and meta.get("context_onnx_model_id") != model.model_id:
-        raise ModelFormatError(
-            f"{path}: the embedded ONNX context network was exported from other weights "
-            f"({meta.get('context_onnx_model_id')!r}, this model is {model.model_id}); "
-            "re-export it: lutfuse export-onnx MODEL --embed")
     return model
 
 

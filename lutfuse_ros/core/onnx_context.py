@@ -115,6 +115,49 @@ class OnnxContextNet:
         return out[0, 0]
 
 
+def reference_context(model: FusionModel, x: np.ndarray) -> np.ndarray:
+    """The context network in plain numpy (slow; for checking graphs on small inputs).
+
+    Args:
+        x: :math:`(1, 4, h, w)` float32, (R, G, B, IR) in [0, 255].
+
+    Returns:
+        :math:`(h, w)` float64 in (0, 1).
+    """
+    st, slope = model.context_state, float(model.context_config.get("negative_slope", 0.2))
+
+    def conv3x3(a: np.ndarray, name: str) -> np.ndarray:
+        w, b = st[f"{name}.weight"].astype(np.float64), st[f"{name}.bias"]
+        h, wd = a.shape[1:]
+        p = np.pad(a, ((0, 0), (1, 1), (1, 1)))
+        taps = np.stack([p[:, dy:dy + h, dx:dx + wd] for dy in range(3) for dx in range(3)], 1)
+        return np.einsum("oik,ikhw->ohw", w.reshape(w.shape[0], w.shape[1], 9), taps) + \
+            b[:, None, None]
+
+    def act_norm(a: np.ndarray, name: str) -> np.ndarray:
+        a = np.where(a >= 0, a, slope * a)
+        mean, var = a.mean(axis=(1, 2), keepdims=True), a.var(axis=(1, 2), keepdims=True)
+        return (a - mean) / np.sqrt(var + 1e-5) * st[f"{name}.weight"][:, None, None] + \
+            st[f"{name}.bias"][:, None, None]
+
+    stem = act_norm(conv3x3(x[0].astype(np.float64), "stem.0"), "stem.2")
+    a = stem
+    for i in range(int(model.context_config.get("num_blocks", 3))):
+        a = act_norm(conv3x3(a, f"blocks.{3 * i}"), f"blocks.{3 * i + 2}")
+    return 1.0 / (1.0 + np.exp(-conv3x3(stem + a, "head.1")[0]))
+
+
+def check_graph(model: FusionModel, runner: OnnxContextNet) -> None:
+    """Raise :class:`ModelFormatError` unless ``runner`` computes the model's weights (the
+    graph could come from another model: files get edited, graphs swapped)."""
+    x = np.random.default_rng(0).uniform(0, 255, (1, 4, 12, 16)).astype(np.float32)
+    diff = float(np.abs(runner(x) - reference_context(model, x)).max())
+    if not diff < 1e-4:
+        raise ModelFormatError(
+            f"the model's ONNX context network does not compute its weights (differs by "
+            f"{diff:.3g}): re-export it with lutfuse export-onnx MODEL --embed")
+
+
 def export_onnx(model: FusionModel) -> bytes:
     """The model's context network as an ONNX graph (opset 17, dynamic height and width).
 
@@ -142,6 +185,7 @@ def export_onnx(model: FusionModel) -> bytes:
     graph = buf.getvalue()
     engine = "onnxruntime" if engine_available("onnxruntime") else "opencv"
     runner = OnnxContextNet(graph, engine)
+    check_graph(model, runner)
     for h, w in ((24, 32), (37, 53)):
         x = torch.rand(1, 4, h, w, generator=torch.Generator().manual_seed(h)) * 255
         with torch.inference_mode():

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lutfuse_ros.core import FusionModel, save_model
+from lutfuse_ros.core.onnx_context import with_onnx
 from lutfuse_ros.core.context_net import ContextNet, ContextNetConfig
 from lutfuse_ros.core.metrics import evaluate, to_gray
 from lutfuse_ros.core.torch_ops import LUT_SCALE, fuse_luma, rgb_to_ycbcr, ycbcr_to_rgb
@@ -161,7 +162,8 @@ class DistillStage:
                            metadata=meta)
 
     def finish(self, run_dir: Path, summary: dict) -> None:
-        model = self.model(summary)
+        # With its ONNX context network, so that robots run it without torch.
+        model = with_onnx(self.model(summary))
         save_model(model, run_dir / "model.npz")
         (run_dir / "distill_summary.json").write_text(json.dumps(summary, indent=1))
         write_model_card(run_dir / "MODEL_CARD.md", model, summary)
