@@ -45,38 +45,59 @@ def time_fuser(fuser: Fuser, ir: np.ndarray, vis: np.ndarray, runs: int,
             "stages_median_ms": {k: float(np.median([s[k] for s in stages])) for k in stages[0]}}
 
 
+def _variant(name: str, exact: bool, context_scale: float, threads: int,
+             device: str) -> FusionConfig:
+    """``"numpy"``, ``"numpy:<context engine>"`` or ``"torch"`` -> a config."""
+    backend, _, engine = name.partition(":")
+    dev = device if backend == "torch" else "cpu"
+    return FusionConfig(exact=exact, context_scale=context_scale, backend=backend, device=dev,
+                        threads=threads, context_engine=engine or "auto")
+
+
 def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | None = None,
                   threads: int = 0, backends=("numpy", "torch"), device: str = "cpu",
                   exact_runs: int | None = None, log=print) -> dict:
-    import torch
-
+    """Time each backend (``"numpy"``, ``"numpy:onnxruntime"``, ``"numpy:opencv"``,
+    ``"numpy:torch"``, ``"torch"``) in fast and exact mode; outputs are compared with the
+    first backend's (largest difference in grey levels, share of differing values)."""
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
     model = load_model()
     if context_scale is None:
         context_scale = FusionConfig().context_scale
     threads = threads or os.cpu_count() or 1
-    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads,
-                          "torch": torch.__version__, "device": device},
+    result = {"machine": {"cpu": cpu_name(), "arch": platform.machine(),
+                          "cores": os.cpu_count(), "threads": threads, "torch": torch_version,
+                          "device": device},
               "runs": runs, "context_scale": context_scale, "model_id": model.model_id}
-    log(f"CPU: {result['machine']['cpu']}, {os.cpu_count()} cores, {threads} threads, "
-        f"torch {torch.__version__}, device {device}; median/p90 of {runs} runs after warm-up")
+    log(f"CPU: {result['machine']['cpu']} ({platform.machine()}), {os.cpu_count()} cores, "
+        f"{threads} threads, torch {torch_version}, device {device}; median/p90 of {runs} runs "
+        "after warm-up; 'vs first' = largest difference from the first backend's output")
     for h, w in sizes:
         ir, vis = synthetic_pair(seed=1, size=(h, w))
         key = f"{w}x{h}"
-        modes = {}
+        modes, first = {}, {}
         for backend in backends:
-            dev = device if backend == "torch" else "cpu"
             for exact in (False, True):
-                cfg = FusionConfig(exact=exact, context_scale=context_scale, backend=backend,
-                                   device=dev, threads=threads)
-                name = f"{'exact' if exact else 'fast'}_{backend}"
+                fuser = Fuser(model, _variant(backend, exact, context_scale, threads, device))
+                mode = "exact" if exact else "fast"
+                name = f"{mode}_{backend}"
                 n = (exact_runs or runs) if exact else runs
-                modes[name] = stats = time_fuser(Fuser(model, cfg), ir, vis, n)
+                modes[name] = stats = time_fuser(fuser, ir, vis, n)
+                fused = fuser.fuse(ir, vis).astype(np.int16)
+                ref = first.setdefault(mode, fused)
+                stats["max_diff_vs_first"] = int(np.abs(fused - ref).max())
+                stats["share_differing_vs_first"] = float((fused != ref).mean())
                 stage_txt = ", ".join(f"{k} {v:.2f}" for k, v in
                                       stats["stages_median_ms"].items())
-                log(f"{key} {name:12s} median {stats['median_ms']:8.2f} ms  "
-                    f"p90 {stats['p90_ms']:8.2f} ms  [{stage_txt}]")
+                log(f"{key} {name:22s} median {stats['median_ms']:8.2f} ms  "
+                    f"p90 {stats['p90_ms']:8.2f} ms  vs first {stats['max_diff_vs_first']} LSB"
+                    f" ({100 * stats['share_differing_vs_first']:.3f} %)  [{stage_txt}]")
         entry = {"modes": modes}
-        if "fast_numpy" in modes:
+        if "fast_numpy" in modes and "exact_numpy" in modes:
             entry["fast_ms"] = modes["fast_numpy"]["median_ms"]
             entry["exact_ms"] = modes["exact_numpy"]["median_ms"]
             entry["speedup_fast_vs_exact"] = entry["exact_ms"] / entry["fast_ms"]

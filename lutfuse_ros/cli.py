@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="context_scale of fast mode (default: the FusionConfig default)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu", help="device of the torch backend")
-    p.add_argument("--backends", nargs="+", default=["numpy", "torch"])
+    p.add_argument("--backends", nargs="+", default=["numpy", "torch"],
+                   help="numpy (context engine auto), numpy:onnxruntime, numpy:opencv, "
+                        "numpy:torch, torch; outputs are compared with the first")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     p.set_defaults(func=cmd_bench)
 

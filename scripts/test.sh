@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up .venv and run the whole test suite (the README's test command; CI runs it too).
-# Where ROS 2 is installed: then build the package with colcon (messages included) and run
-# the node tests again from the install space, as `ros2 run` and launch files use it.
+# Set up .venv and run the whole test suite (the README's test command; CI runs it too):
+#  1. pytest over test/ (the checkout, pip-installed);
+#  2. where ROS 2 (rclpy) is installed: build the package with colcon (messages included)
+#     and run the node tests again from the install space, as `ros2 run` and launch use it;
+#  3. the short ARM64 check of the torch-free runtime (scripts/arm64_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -11,18 +13,24 @@ export ROS_HOME="$(mktemp -d)"
 # pytest exits non-zero (5) when it collects no test, so an empty run fails here too.
 .venv/bin/python -m pytest -q test "$@"
 
-if ! .venv/bin/python -c "import rclpy" 2>/dev/null; then
+if .venv/bin/python -c "import rclpy" 2>/dev/null; then
+  bash scripts/colcon_build.sh
+  # From outside the checkout, so that Python imports lutfuse_ros from the install space
+  # (the tests' conftest checks that it does).
+  (
+    export PATH="$ROOT/.venv/bin:$PATH"
+    set +u; . colcon_ws/install/setup.sh; set -u
+    cd "$(mktemp -d)"
+    LUTFUSE_TEST_INSTALL_SPACE="$ROOT/colcon_ws/install" python -m pytest -q \
+      -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" \
+      "$ROOT/test/test_node.py" "$ROOT/test/test_robot_loop.py"
+  )
+else
   echo "test.sh: no ROS 2 (rclpy) here: colcon build and install-space tests skipped"
-  exit 0
 fi
-bash scripts/colcon_build.sh
-# From outside the checkout, so that Python imports lutfuse_ros from the install space (the
-# tests' conftest checks that it does).
-(
-  export PATH="$ROOT/.venv/bin:$PATH"
-  set +u; . colcon_ws/install/setup.sh; set -u
-  cd "$(mktemp -d)"
-  LUTFUSE_TEST_INSTALL_SPACE="$ROOT/colcon_ws/install" python -m pytest -q \
-    -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" \
-    "$ROOT/test/test_node.py" "$ROOT/test/test_robot_loop.py"
-)
+
+if [ "$(uname -sm)" = "Linux x86_64" ] && { [ "$(id -u)" = 0 ] || command -v qemu-aarch64-static >/dev/null; }; then
+  bash scripts/arm64_check.sh
+else
+  echo "test.sh: ARM64 check skipped (needs x86-64 Linux with qemu-user-static and debootstrap, or root to install them)"
+fi
