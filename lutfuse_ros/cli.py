@@ -116,15 +116,14 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .core import Fuser
+    from .core import FusionConfig, Fuser
     from .core.imageio import mosaic, write_image
     from .core.synthetic import demo_pairs
 
-    fuser = Fuser()
+    fuser = Fuser(config=FusionConfig(context_engine=args.context_engine))
     rows = [[ir, vis, fuser.fuse(ir, vis)] for _, ir, vis in demo_pairs(args.count)]
     write_image(args.out, mosaic(rows, ["IR", "visible", "fused"]))
-    print(f"fused {len(rows)} embedded pairs with model {fuser.model_id} "
-          f"({fuser.config.backend}, context_scale {fuser.config.context_scale}); "
+    print(f"fused {len(rows)} embedded pairs with model {fuser.model_id} ({fuser.engine}); "
           f"mosaic: {args.out}")
     return EXIT_OK
 
@@ -204,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="fuse the embedded procedural pairs into a mosaic PNG")
     p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"))
     p.add_argument("--count", type=int, default=4)
+    p.add_argument("--context-engine", default="auto",
+                   choices=("auto", "onnxruntime", "opencv", "torch"))
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -105,7 +105,8 @@ def test_frame_too_small_for_context_scale(model):
 @pytest.mark.parametrize("kwargs, message", [
     ({"context_scale": 0.3}, "1/k"), ({"context_scale": 0.0}, r"\(0, 1\]"),
     ({"backend": "tensorrt"}, "backend"), ({"device": "cuda"}, "numpy backend"),
-    ({"threads": -1}, "threads"),
+    ({"threads": -1}, "threads"), ({"precision": "int8"}, "precision"),
+    ({"precision": "fp16"}, "torch backend"), ({"context_engine": "tensorrt"}, "context_engine"),
 ])
 def test_bad_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -115,3 +116,12 @@ def test_bad_config_is_refused(kwargs, message):
 def test_bad_vis_order(model, pair):
     with pytest.raises(FusionInputError, match="vis_order"):
         Fuser(model).fuse(*pair, vis_order="yuv")
+
+
+def test_fp16_context_stays_within_two_grey_levels_of_fp32(model, pair):
+    """fp16 is meant for GPUs; the maths (and so the quality) is the same on the CPU."""
+    ir, vis = pair
+    fp32 = Fuser(model, FusionConfig(backend="torch")).fuse(ir, vis)
+    fuser = Fuser(model, FusionConfig(backend="torch", precision="fp16"))
+    assert "fp16 context" in fuser.engine
+    assert max_abs_diff(fuser.fuse(ir, vis), fp32) <= 2

@@ -28,6 +28,7 @@ from .resample import bilinear_taps, context_size, context_stride
 
 VIS_ORDERS = ("rgb", "bgr")
 BACKENDS = ("numpy", "torch")
+PRECISIONS = ("fp32", "fp16")
 
 
 class FusionInputError(ValueError):
@@ -49,6 +50,8 @@ class FusionConfig:
         context_engine: what runs the context network of the numpy backend: ``"auto"``
             (ONNX Runtime, else OpenCV, when the model carries ONNX; else torch),
             ``"onnxruntime"``, ``"opencv"`` or ``"torch"``. The torch backend uses torch.
+        precision: ``"fp32"`` or ``"fp16"`` (torch backend: the context network in half
+            precision, for GPUs; the lookup stays fp32). README: fp16 quality.
     """
 
     exact: bool = False
@@ -57,6 +60,7 @@ class FusionConfig:
     device: str = "cpu"
     threads: int = 0
     context_engine: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         context_stride(self.context_scale)  # raises unless 1/k
@@ -70,6 +74,10 @@ class FusionConfig:
         if self.context_engine not in CONTEXT_ENGINES:
             raise ValueError(f"context_engine must be one of {CONTEXT_ENGINES}, got "
                              f"{self.context_engine!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "fp16" and self.backend != "torch":
+            raise ValueError("fp16 is for the torch backend (GPUs); the numpy backend is fp32")
         if self.backend == "torch" and self.context_engine not in ("auto", "torch"):
             raise ValueError("the torch backend runs its context network in torch; "
                              f"context_engine {self.context_engine!r} needs backend='numpy'")
@@ -161,6 +169,8 @@ class Fuser:
             if self._device.type == "cuda" and not torch.cuda.is_available():
                 raise ValueError("device 'cuda' requested but torch sees no CUDA device")
             self.context_net = self.model.build_context_net(str(self._device))
+            if config.precision == "fp16":
+                self.context_net = self.context_net.half()
             if config.backend == "numpy":
                 self.context_net = self.context_net.to(memory_format=torch.channels_last)
             else:
@@ -177,7 +187,9 @@ class Fuser:
         """What runs, in words: backend, device, context engine and mode."""
         c = self.config
         mode = "exact" if c.exact else f"fast, context_scale 1/{c.stride}"
-        return f"{c.backend} backend on {c.device}, context net on {self.context_engine}, {mode}"
+        precision = ", fp16 context" if c.precision == "fp16" else ""
+        return (f"{c.backend} backend on {c.device}, context net on {self.context_engine}"
+                f"{precision}, {mode}")
 
     @property
     def model_id(self) -> str:
@@ -323,7 +335,11 @@ class Fuser:
                     context_size(ir.shape[0], ir.shape[1], k)
                 except ValueError as exc:
                     raise FusionInputError(str(exc)) from None
-                s = self.context_net(T.context_input(rgb * 255.0, irt * 255.0, k))
+                x = T.context_input(rgb * 255.0, irt * 255.0, k)
+                if self.config.precision == "fp16":
+                    s = self.context_net(x.half()).float()
+                else:
+                    s = self.context_net(x)
                 s = T.upsample_context(s, y.shape[-2:], k)
             with timer.stage("lookup"):
                 fy = T.quadrilinear_lookup(self._lut_t, y, g, s, irt)

@@ -36,6 +36,8 @@ PARAMS: tuple[Param, ...] = (
           "backend: auto (onnxruntime, else opencv, when the model file carries its ONNX graph;"
           " else torch), onnxruntime, opencv or torch. The ONNX engines need no torch.",
           choices=("auto", "onnxruntime", "opencv", "torch")),
+    Param("fusion.precision", "fp32", "torch backend: fp16 runs the context network in half "
+          "precision (GPUs); the lookup stays fp32.", read_only=True, choices=("fp32", "fp16")),
     Param("fusion.threads", 0, "CPU threads for fusion; 0: every core.", read_only=True,
           range=(0, 256)),
     Param("gradient.mode", "stable", "Visible-gradient range: stable (smoothed over frames: "

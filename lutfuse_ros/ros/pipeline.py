@@ -25,7 +25,8 @@ def fusion_config(v: Mapping[str, Any]) -> FusionConfig:
     return FusionConfig(exact=bool(v["fusion.exact"]), context_scale=float(v["fusion.context_scale"]),
                         backend=v["fusion.backend"], device=v["fusion.device"],
                         threads=int(v["fusion.threads"]),
-                        context_engine=v["fusion.context_engine"])
+                        context_engine=v["fusion.context_engine"],
+                        precision=v["fusion.precision"])
 
 
 def make_fuser(v: Mapping[str, Any]) -> Fuser:
