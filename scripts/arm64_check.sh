@@ -10,7 +10,7 @@
 #   bash scripts/arm64_check.sh            short form (CI): 3 synthetic + 2 real pairs
 #   bash scripts/arm64_check.sh --full     every MSRS/RoadScene test pair (about 15 min)
 #
-# Needs debootstrap and qemu-user-static (installed with apt when run as root), network
+# Needs root (debootstrap; apt installs it and qemu-user-static when missing), network
 # access to deb.debian.org and PyPI the first time; everything is cached in build/arm64/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,13 +23,9 @@ PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || bash scripts/setup.sh
 SHARED="$ROOT/../shared"
 
+[ "$(id -u)" = 0 ] || { echo "arm64_check: run as root (debootstrap needs it)" >&2; exit 2; }
 if ! command -v debootstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap qemu-user-static >/dev/null
-  else
-    echo "arm64_check: needs debootstrap and qemu-user-static (sudo apt install ...)" >&2
-    exit 2
-  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap qemu-user-static >/dev/null
 fi
 
 mkdir -p "$CACHE"
