@@ -33,12 +33,8 @@ from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 from lutfuse_ros.ros.codec import image_to_numpy, numpy_to_image  # noqa: E402
 from lutfuse_ros.ros.params import PARAMS  # noqa: E402
 from lutfuse_ros.resources import config_file  # noqa: E402
+from lutfuse_ros.ros.interfaces import FusionStatus  # noqa: E402  (None: not built by colcon)
 from lutfuse_ros.ros.pipeline import DEFAULTS, FramePipeline  # noqa: E402
-
-try:  # built by colcon from msg/ (scripts/colcon_build.sh); a pip install has no messages
-    from lutfuse_ros.msg import FusionStatus
-except ImportError:
-    FusionStatus = None
 
 THERMAL_TOPIC, RGB_TOPIC, INFO_TOPIC = "/cam_t/image_raw", "/cam_v/image_raw", "/cam_v/info"
 NODE = "/lutfuse_fusion"

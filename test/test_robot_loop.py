@@ -15,6 +15,7 @@ rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
 
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 from lutfuse_ros.resources import config_file  # noqa: E402
+from lutfuse_ros.ros.interfaces import FusionStatus  # noqa: E402  (None: not built by colcon)
 from lutfuse_ros.ros.bagio import BagReport, read_pairs  # noqa: E402
 from lutfuse_ros.ros.codec import image_to_numpy, numpy_to_image  # noqa: E402
 from lutfuse_ros.ros.pipeline import DEFAULTS, FramePipeline  # noqa: E402
@@ -24,11 +25,6 @@ from test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  # 
                         node_command)
 
 TINY = ROOT / "training" / "configs" / "tiny.yaml"
-
-try:  # built by colcon from msg/ (scripts/colcon_build.sh)
-    from lutfuse_ros.msg import FusionStatus
-except ImportError:
-    FusionStatus = None
 
 
 def bag_messages(bag: Path, topic: str) -> list:

@@ -34,6 +34,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from .bagio import lutfuse_typestore
 from .codec import image_to_numpy
+from .interfaces import FusionStatus
 from .params import PARAMS
 from .sync import RGB, THERMAL, ApproximateTimePolicy
 
@@ -124,9 +125,7 @@ class RecorderNode(Node):
         """fused/status beside the images (a dashboard's view of the recording session)."""
         if not wanted:
             return
-        try:
-            from ..msg import FusionStatus
-        except ImportError:
+        if FusionStatus is None:
             self.get_logger().info("fused/status not recorded: lutfuse_ros messages not built "
                                    "(pip install)")
             return
