@@ -215,7 +215,15 @@ class FusionNode(Node):
             self.get_logger().info(f"model {fuser.model_id} in use ({self.pipeline.fuser.engine})")
         return SetParametersResult(successful=True)
 
-    # -- diagnostics ----------------------------------------------------------------------
+    # -- diagnostics and status -----------------------------------------------------------
+    def _recent_stats(self) -> tuple[float, float, float, float]:
+        """Latency p50, p99 and RGB-thermal offset mean, abs max (ms) of recent pairs; zeros
+        before the first pair."""
+        lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
+        off = np.asarray(self.offsets_ms) if self.offsets_ms else np.zeros(1)
+        return (float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
+                float(off.mean()), float(np.abs(off).max()))
+
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         timeout = self.settings["diagnostics.input_timeout"]
@@ -240,8 +248,7 @@ class FusionNode(Node):
                 level = DiagnosticStatus.ERROR
                 problems.append(f"{label} silent for {silent:.1f} s")
         st = self.sync.stats
-        lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
-        off = np.asarray(self.offsets_ms) if self.offsets_ms else np.zeros(1)
+        lat50, lat99, off_mean, off_max = self._recent_stats()
         dropped = self.slot.replaced
         proc_level = DiagnosticStatus.WARN if self.bad_input else DiagnosticStatus.OK
         msg = DiagnosticArray()
@@ -251,13 +258,13 @@ class FusionNode(Node):
             status(DiagnosticStatus.OK, "sync",
                    f"{st.pairs} pairs", [("pairs", st.pairs), ("unmatched messages", st.unmatched),
                                          ("late messages", st.late), ("resets", st.resets),
-                                         ("offset rgb-thermal mean (ms)", f"{off.mean():.2f}"),
-                                         ("offset abs max (ms)", f"{np.abs(off).max():.2f}")]),
+                                         ("offset rgb-thermal mean (ms)", f"{off_mean:.2f}"),
+                                         ("offset abs max (ms)", f"{off_max:.2f}")]),
             status(proc_level, "processing",
                    self.last_error if self.bad_input else f"{self.fused} fused",
                    [("fused", self.fused), ("fused rate (Hz)", f"{self.fused_rate.rate(now):.1f}"),
-                    ("latency p50 (ms)", f"{np.percentile(lat, 50):.1f}"),
-                    ("latency p99 (ms)", f"{np.percentile(lat, 99):.1f}"),
+                    ("latency p50 (ms)", f"{lat50:.1f}"),
+                    ("latency p99 (ms)", f"{lat99:.1f}"),
                     ("dropped stale pairs", dropped), ("bad input pairs", self.bad_input),
                     ("last error", self.last_error)]),
             status(DiagnosticStatus.OK if self.model_state == "loaded"
@@ -280,15 +287,11 @@ class FusionNode(Node):
         msg.rgb_rate_hz = self.rates[RGB].rate(now)
         msg.thermal_silent_s, msg.rgb_silent_s = (-1.0 if x is None else x for x in silent)
         st = self.sync.stats
+        msg.latency_p50_ms, msg.latency_p99_ms, msg.sync_offset_ms, _ = self._recent_stats()
         msg.pairs_synced, msg.unmatched_messages = st.pairs, st.unmatched
-        msg.sync_offset_ms = float(np.mean(self.offsets_ms)) if self.offsets_ms else 0.0
         msg.pairs_fused, msg.pairs_dropped = self.fused, self.slot.replaced
         msg.bad_inputs, msg.last_error = self.bad_input, self.last_error
         msg.fused_rate_hz = self.fused_rate.rate(now)
-        if self.latency_ms:
-            lat = np.asarray(self.latency_ms)
-            msg.latency_p50_ms = float(np.percentile(lat, 50))
-            msg.latency_p99_ms = float(np.percentile(lat, 99))
         agc_range = self.pipeline.pre.agc.range
         msg.agc_low, msg.agc_high = (float(v) for v in agc_range) if agc_range is not None \
             else (float("nan"), float("nan"))
