@@ -83,6 +83,18 @@ class Harness:
         self.pub_t.publish(thermal)
         self.pub_v.publish(rgb)
 
+    def publish_until_received(self, thermal: Image, rgb: Image, start_ns: int,
+                               sink: list, what: str) -> Image:
+        """Publish the pair (1 ms apart, every 50 ms) until ``sink`` holds a message: best
+        effort may lose the first frames after discovery. Returns the newest one."""
+        for k in range(100):
+            self.publish(thermal, rgb, start_ns + k * 10**6)
+            time.sleep(0.05)
+            with self.lock:
+                if sink:
+                    return sink[-1]
+        raise AssertionError(f"no {what} after 100 pairs")
+
     def wait_fused(self, count: int, timeout: float = 10.0) -> list[Image]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -395,15 +407,8 @@ def test_node_runs_without_torch(harness, tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         thermal, rgb = stream_pair()
-        for k in range(100):  # best effort: the first frames after discovery may be lost
-            harness.publish(thermal, rgb, 200 * 10**9 + k * 10**6)
-            time.sleep(0.05)
-            with harness.lock:
-                if received:
-                    break
-        with harness.lock:
-            assert received, "no fused image from the torch-free node"
-            got = received[-1]
+        got = harness.publish_until_received(thermal, rgb, 200 * 10**9, received,
+                                             "fused image from the torch-free node")
         want = FramePipeline.from_settings(DEFAULTS)(thermal, rgb).image
         np.testing.assert_array_equal(image_to_numpy(got), want)
         assert "context net on onnxruntime" in log.read_text()
