@@ -188,7 +188,6 @@ def export_onnx(model: FusionModel) -> bytes:
     graph = buf.getvalue()
     engine = "onnxruntime" if engine_available("onnxruntime") else "opencv"
     runner = OnnxContextNet(graph, engine)
-    check_graph(model, runner)
     for h, w in ((24, 32), (37, 53)):
         x = torch.rand(1, 4, h, w, generator=torch.Generator().manual_seed(h)) * 255
         with torch.inference_mode():
