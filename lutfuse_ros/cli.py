@@ -130,7 +130,7 @@ def cmd_demo(args) -> int:
 
 def cmd_bag_export(args) -> int:
     from .core.preprocess import Preprocessor, ThermalAGC
-    from .ros.bagio import export_pairs
+    from .stream.bagio import export_pairs
 
     pre = Preprocessor(agc=ThermalAGC(args.agc))
     report = export_pairs(args.bag, args.out, thermal_topic=args.thermal_topic,

@@ -15,7 +15,7 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 from lutfuse_ros.cli import main as lutfuse  # noqa: E402
 from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible  # noqa: E402
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
-from lutfuse_ros.ros.bagio import BagError, BagReport, read_pairs  # noqa: E402
+from lutfuse_ros.stream.bagio import BagError, BagReport, read_pairs  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 Image, CompressedImage = TS.types["sensor_msgs/msg/Image"], TS.types["sensor_msgs/msg/CompressedImage"]

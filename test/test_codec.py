@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lutfuse_ros.ros.codec import ENCODINGS, ImageDecodeError, image_to_numpy
+from lutfuse_ros.stream.codec import ENCODINGS, ImageDecodeError, image_to_numpy
 
 rng = np.random.default_rng(0)
 
@@ -77,7 +77,7 @@ def test_encoder_round_trip_through_real_messages():
     ros = pytest.importorskip("sensor_msgs.msg", reason="needs ROS 2 sensor_msgs (rclpy wheels)")
     from std_msgs.msg import Header
 
-    from lutfuse_ros.ros.codec import numpy_to_image
+    from lutfuse_ros.stream.codec import numpy_to_image
 
     header = Header(frame_id="rgb_optical_frame")
     header.stamp.sec, header.stamp.nanosec = 12, 345

@@ -16,9 +16,9 @@ rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 from lutfuse_ros.resources import config_file  # noqa: E402
 from lutfuse_ros.ros.interfaces import FusionStatus  # noqa: E402  (None: not built by colcon)
-from lutfuse_ros.ros.bagio import BagReport, read_pairs  # noqa: E402
-from lutfuse_ros.ros.codec import image_to_numpy, numpy_to_image  # noqa: E402
-from lutfuse_ros.ros.pipeline import DEFAULTS, FramePipeline  # noqa: E402
+from lutfuse_ros.stream.bagio import BagReport, read_pairs  # noqa: E402
+from lutfuse_ros.stream.codec import image_to_numpy, numpy_to_image  # noqa: E402
+from lutfuse_ros.stream.pipeline import DEFAULTS, FramePipeline  # noqa: E402
 
 from conftest import ROOT, executable  # noqa: E402
 from test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  # noqa: E402
@@ -31,7 +31,7 @@ def bag_messages(bag: Path, topic: str) -> list:
     """Every message of ``topic``, decoded with rosbags (this package's types registered)."""
     from rosbags.rosbag2 import Reader
 
-    from lutfuse_ros.ros.bagio import lutfuse_typestore
+    from lutfuse_ros.stream.bagio import lutfuse_typestore
 
     typestore = lutfuse_typestore()
     with Reader(bag) as reader:

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from lutfuse_ros.ros.sync import RGB, THERMAL, ApproximateTimePolicy, LatestSlot
+from lutfuse_ros.stream.sync import RGB, THERMAL, ApproximateTimePolicy, LatestSlot
 
 MS = 1_000_000
 

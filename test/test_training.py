@@ -162,7 +162,7 @@ def test_bad_data_and_files_give_clear_errors(data_dir, tmp_path, capsys):
 
 def test_runtime_never_imports_training_and_no_top_level_training_module():
     code = ("import sys, importlib.util, lutfuse_ros.cli, lutfuse_ros.core, "
-            "lutfuse_ros.ros.pipeline; "
+            "lutfuse_ros.stream.pipeline; "
             "assert not [m for m in sys.modules if m.startswith('lutfuse_training')]; "
             "assert importlib.util.find_spec('training') is None")
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")

@@ -1,38 +1,27 @@
 """The fusion engine: :class:`Fuser` turns a uint8 IR + visible pair into a fused image.
 
-Two backends share one configuration:
-
-- ``numpy``: compiled CPU kernels (:mod:`.kernels`) for colour, gradient, lookup and chroma;
-  the context network runs at ``context_scale`` of the full resolution on a
-  ``context_engine``: ONNX Runtime or OpenCV DNN on the model's ONNX graph (no torch
-  needed, :mod:`.onnx_context`) or torch.
-- ``torch``: the whole forward pass on torch tensors (:mod:`.torch_ops`), on CPU or CUDA.
-
-``exact=True`` reproduces the authors' forward pass (context network at full resolution).
+:class:`FusionConfig` says how: the backend (``numpy``: compiled CPU kernels with the context
+network on ONNX Runtime, OpenCV or torch; ``torch``: the whole pass on torch, CPU or CUDA;
+both in :mod:`.backends`), exact or fast mode, threads, precision. ``exact=True`` reproduces
+the authors' forward pass (context network at full resolution).
 """
 from __future__ import annotations
 
 import os
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 import numpy as np
 
-from . import kernels
+from .backends import NumpyBackend, StageTimer, TorchBackend
+from .errors import FusionInputError
 from .model import FusionModel, load_model
-from .onnx_context import CONTEXT_ENGINES, OnnxContextNet, check_graph, resolve_engine
+from .onnx_context import CONTEXT_ENGINES
 from .preprocess import GradientNormaliser
-from .resample import bilinear_taps, context_size, context_stride
+from .resample import context_stride
 
 VIS_ORDERS = ("rgb", "bgr")
 BACKENDS = ("numpy", "torch")
 PRECISIONS = ("fp32", "fp16")
-
-
-class FusionInputError(ValueError):
-    """The images given to :meth:`Fuser.fuse` cannot be fused (dtype, channels, sizes)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +32,7 @@ class FusionConfig:
         exact: run the authors' forward pass (context network at full resolution).
         context_scale: resolution of the context network in fast mode, 1/k. The default 1/16
             scored as well as exact mode on MSRS/RoadScene test sets at a fraction of the
-            cost (README, "context_scale"); frames need at least 64x64 pixels for it.
+            cost (README, section "context_scale"); frames need at least 64x64 pixels.
         backend: ``"numpy"`` (compiled CPU kernels) or ``"torch"``.
         device: torch device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         threads: CPU threads for kernels and torch; 0 uses every core.
@@ -51,7 +40,15 @@ class FusionConfig:
             (ONNX Runtime, else OpenCV, when the model carries ONNX; else torch),
             ``"onnxruntime"``, ``"opencv"`` or ``"torch"``. The torch backend uses torch.
         precision: ``"fp32"`` or ``"fp16"`` (torch backend: the context network in half
-            precision, for GPUs; the lookup stays fp32). README: fp16 quality.
+            precision, for GPUs; the lookup stays fp32; ``benchmarks/fp16_quality.py``).
+
+    Example:
+        >>> FusionConfig(context_scale=0.25).stride
+        4
+        >>> FusionConfig(backend="gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: backend must be one of ('numpy', 'torch'), got 'gpu'
     """
 
     exact: bool = False
@@ -93,6 +90,15 @@ def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
     Raises:
         FusionInputError: naming the problem (type, dtype, channels, size mismatch).
+
+    Example:
+        >>> ir, vis = check_pair(np.zeros((8, 8, 1), np.uint8), np.zeros((8, 8, 3), np.uint8))
+        >>> ir.shape
+        (8, 8)
+        >>> check_pair(np.zeros((8, 8), np.uint8), np.zeros((8, 9, 3), np.uint8))
+        Traceback (most recent call last):
+        ...
+        lutfuse_ros.core.errors.FusionInputError: ir 8x8 and vis 9x8 (WxH) differ in size: register the thermal image to the visible one first
     """
     for name, img in (("ir", ir), ("vis", vis)):
         if not isinstance(img, np.ndarray):
@@ -117,24 +123,6 @@ def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.ascontiguousarray(ir), np.ascontiguousarray(vis)
 
 
-class _Timer:
-    """Accumulates stage durations (ms) into a dict when one is given."""
-
-    def __init__(self, sink: dict[str, float] | None, sync=None) -> None:
-        self.sink, self.sync = sink, sync
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        if self.sink is None:
-            yield
-            return
-        t0 = time.perf_counter()
-        yield
-        if self.sync is not None:
-            self.sync()
-        self.sink[name] = self.sink.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
-
-
 class Fuser:
     """Fuses IR + visible pairs with an MM-LUT model.
 
@@ -143,44 +131,28 @@ class Fuser:
         config: backend, exact/fast mode, ``context_scale``, device and threads.
 
     Example:
-        >>> fuser = Fuser(config=FusionConfig(context_scale=0.5))
-        >>> fused = fuser.fuse(ir, vis_rgb)            # (H, W, 3) uint8, RGB
-        >>> fused = fuser.fuse(ir, vis_bgr, vis_order="bgr")  # BGR in, BGR out
+        >>> from lutfuse_ros.core.synthetic import synthetic_pair
+        >>> ir, vis_rgb = synthetic_pair(size=(240, 320))     # (H, W) and (H, W, 3) uint8
+        >>> fuser = Fuser(config=FusionConfig(context_scale=0.25))
+        >>> fuser.fuse(ir, vis_rgb).shape                      # RGB in, RGB out
+        (240, 320, 3)
+        >>> bgr = fuser.fuse(ir, vis_rgb[:, :, ::-1], vis_order="bgr")   # BGR in, BGR out
+        >>> fuser.fuse(ir, vis_rgb[:, :, 1]).shape             # grey in, grey out
+        (240, 320)
     """
 
     def __init__(self, model: FusionModel | None = None,
                  config: FusionConfig = FusionConfig()) -> None:
         self.model = model if model is not None else load_model()
         self.config = config
-        self._threads = config.threads or os.cpu_count() or 1
-        #: what runs the context network: "torch", "onnxruntime" or "opencv"
-        self.context_engine = "torch" if config.backend == "torch" else \
-            resolve_engine(config.context_engine, self.model)
-        self._torch = None  # imported only when torch runs something: robots may lack it
-        if self.context_engine == "torch":
-            try:
-                import torch
-            except ImportError:
-                raise ValueError("the torch backend needs torch, which is not installed (pip "
-                                 "install torch; the numpy backend runs without it)") from None
+        threads = config.threads or os.cpu_count() or 1
+        backend = TorchBackend if config.backend == "torch" else NumpyBackend
+        self.backend: NumpyBackend | TorchBackend = backend(self.model, config, threads)
 
-            self._torch = torch
-            self._device = torch.device(config.device)
-            if self._device.type == "cuda" and not torch.cuda.is_available():
-                raise ValueError("device 'cuda' requested but torch sees no CUDA device")
-            self.context_net = self.model.build_context_net(str(self._device))
-            if config.precision == "fp16":
-                self.context_net = self.context_net.half()
-            if config.backend == "numpy":
-                self.context_net = self.context_net.to(memory_format=torch.channels_last)
-            else:
-                self._lut_t = torch.from_numpy(self.model.lut).to(self._device)
-        else:
-            self._onnx = OnnxContextNet(self.model.context_onnx, self.context_engine,
-                                        self._threads)
-            check_graph(self.model, self._onnx)
-        self._lut_ir = kernels.lut_along_ir(self.model.lut)
-        self._buffers: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+    @property
+    def context_engine(self) -> str:
+        """What runs the context network: ``"torch"``, ``"onnxruntime"`` or ``"opencv"``."""
+        return self.backend.context_engine
 
     @property
     def engine(self) -> str:
@@ -201,7 +173,7 @@ class Fuser:
         k = self.config.stride
         h, w = max(64, 4 * k), max(64, 4 * k)
         self.fuse(np.zeros((h, w), np.uint8), np.zeros((h, w, 3), np.uint8))
-        self._buffers = {}
+        self.backend.reset()
 
     def with_config(self, **changes) -> "Fuser":
         """A new :class:`Fuser` on the same model with some settings changed."""
@@ -227,6 +199,9 @@ class Fuser:
         Returns:
             The fused image, uint8, :math:`(H, W, 3)` in ``vis_order`` for colour input,
             :math:`(H, W)` for gray input.
+
+        Raises:
+            FusionInputError: the pair cannot be fused (the message says why).
         """
         if vis_order not in VIS_ORDERS:
             raise FusionInputError(f"vis_order must be one of {VIS_ORDERS}, got {vis_order!r}")
@@ -239,115 +214,6 @@ class Fuser:
             raise FusionInputError(f"out must be C-contiguous uint8 {out_shape}, got "
                                    f"{out.dtype} {out.shape}")
         r_ch, b_ch = (0, 2) if vis_order == "rgb" else (2, 0)
-        if self._torch is not None:
-            self._torch.set_num_threads(self._threads)
-        if self.config.backend == "numpy":
-            self._fuse_numpy(ir, vis, r_ch, b_ch, out, _Timer(timings), gradient)
-        else:
-            self._fuse_torch(ir, vis, r_ch, b_ch, out, timings, gradient)
+        timer = StageTimer(timings, self.backend.synchronize)
+        self.backend.run(ir, vis, r_ch, b_ch, out, timer, gradient)
         return out
-
-    # -- numpy backend ------------------------------------------------------------------
-    def _buffers_for(self, h: int, w: int) -> dict[str, np.ndarray]:
-        buf = self._buffers.get((h, w))
-        if buf is None:
-            k = self.config.stride
-            try:
-                ch, cw = context_size(h, w, k)
-            except ValueError as exc:
-                raise FusionInputError(str(exc)) from None
-            ry0, ry1, rwy = bilinear_taps(h, ch, k)
-            cx0, cx1, cwx = bilinear_taps(w, cw, k)
-            buf = dict(y=np.empty((h, w), np.float32), grad=np.empty((h, w), np.float32),
-                       row_min=np.empty(h, np.float32), row_max=np.empty(h, np.float32),
-                       ctx_in=np.empty((1, ch, cw, 4), np.float32),
-                       ry0=ry0, ry1=ry1, rwy=rwy, cx0=cx0, cx1=cx1, cwx=cwx)
-            self._buffers = {(h, w): buf}  # keep one size: a stream does not change size
-        return buf
-
-    def context_map(self, ir: np.ndarray, vis: np.ndarray, r_ch: int = 0,
-                    b_ch: int = 2) -> np.ndarray:
-        """Context map :math:`(H // k, W // k)` float32 in (0, 1) (numpy backend)."""
-        torch = self._torch
-        x = self._buffers_for(*ir.shape)["ctx_in"]  # NHWC = channels_last for the network
-        kernels.box_downsample_rgb_ir(vis, ir, r_ch, b_ch, self.config.stride, x)
-        if torch is None:  # ONNX engines take NCHW
-            return self._onnx(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        with torch.inference_mode():
-            s = self.context_net(torch.from_numpy(x).permute(0, 3, 1, 2))
-        return s[0, 0].contiguous().numpy()
-
-    def _fuse_numpy(self, ir, vis, r_ch, b_ch, out, timer: _Timer, gradient) -> None:
-        import numba
-
-        numba.set_num_threads(min(self._threads, numba.config.NUMBA_NUM_THREADS))
-        h, w = ir.shape
-        buf = self._buffers_for(h, w)
-        with timer.stage("colour"):
-            if vis.ndim == 3:
-                kernels.luma_from_rgb(vis, r_ch, b_ch, buf["y"])
-            else:
-                kernels.luma_from_gray(vis, buf["y"])
-        with timer.stage("gradient"):
-            kernels.sobel_magnitude(buf["y"], buf["grad"], buf["row_min"], buf["row_max"])
-            if gradient is None:
-                g_min, g_max = buf["row_min"].min(), buf["row_max"].max()
-            else:
-                g_min, g_max = (np.float32(v) for v in gradient.update(buf["row_min"],
-                                                                        buf["row_max"]))
-            g_inv = np.float32(1.0) / (g_max - g_min + np.float32(1e-8))
-        with timer.stage("context"):
-            ctx = self.context_map(ir, vis, r_ch, b_ch)
-        with timer.stage("lookup+to_rgb"):
-            kernels.fuse_lookup(vis, ir, buf["y"], buf["grad"], np.float32(g_min), g_inv, ctx,
-                                buf["ry0"], buf["ry1"], buf["rwy"], buf["cx0"], buf["cx1"],
-                                buf["cwx"], self._lut_ir, out)
-
-    # -- torch backend ------------------------------------------------------------------
-    def _fuse_torch(self, ir, vis, r_ch, b_ch, out, timings, gradient) -> None:
-        import torch
-
-        from . import torch_ops as T
-
-        dev = self._device
-        timer = _Timer(timings, torch.cuda.synchronize if dev.type == "cuda" else None)
-        with torch.inference_mode():
-            with timer.stage("colour"):
-                v = torch.from_numpy(vis).to(dev)
-                if vis.ndim == 3:
-                    rgb = v[:, :, [r_ch, 1, b_ch]].permute(2, 0, 1)[None].float() / 255.0
-                else:
-                    rgb = v[None, None].float().expand(1, 3, -1, -1) / 255.0
-                irt = torch.from_numpy(ir).to(dev)[None, None].float() / 255.0
-                ycbcr = T.rgb_to_ycbcr(rgb)
-                y = ycbcr[:, :1]
-            with timer.stage("gradient"):
-                g = T.sobel_magnitude(y)
-                if gradient is None:
-                    g = T.minmax_normalise(g)
-                else:
-                    lo, hi = gradient.update(g[0, 0].amin(dim=1).cpu().numpy(),
-                                             g[0, 0].amax(dim=1).cpu().numpy())
-                    g = ((g - lo) / (hi - lo + T.GRAD_EPS)).clamp(0.0, 1.0)
-            with timer.stage("context"):
-                k = self.config.stride
-                try:
-                    context_size(ir.shape[0], ir.shape[1], k)
-                except ValueError as exc:
-                    raise FusionInputError(str(exc)) from None
-                x = T.context_input(rgb * 255.0, irt * 255.0, k)
-                if self.config.precision == "fp16":
-                    s = self.context_net(x.half()).float()
-                else:
-                    s = self.context_net(x)
-                s = T.upsample_context(s, y.shape[-2:], k)
-            with timer.stage("lookup"):
-                fy = T.quadrilinear_lookup(self._lut_t, y, g, s, irt)
-            with timer.stage("to_rgb"):
-                if vis.ndim == 3:
-                    res = T.ycbcr_to_rgb(torch.cat((fy, ycbcr[:, 1:]), dim=1))[0]
-                    res = res[[r_ch, 1, b_ch]].permute(1, 2, 0)
-                else:
-                    res = fy[0, 0]
-                res = (res.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-                out[...] = res.cpu().numpy()

@@ -15,14 +15,83 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .thermal import AGC_MODES, _check_thermal, agc_range, equalize, range_table
+from .errors import InputError
+from .thermal import AGC_MODES, agc_range, check_thermal, equalize, range_table
 
 REGISTRATION_MODES = ("none", "resize", "crop_resize", "homography")
 GRADIENT_MODES = ("per_image", "stable")
+IDENTITY_HOMOGRAPHY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
-class RegistrationError(ValueError):
+class RegistrationError(InputError):
     """A thermal frame does not fit the registration (size, calibration file)."""
+
+
+# -- settings: the one place of every preprocessing default --------------------------------
+@dataclass(frozen=True)
+class AGCConfig:
+    """Settings of :class:`ThermalAGC` (the node's ``agc.*`` parameters).
+
+    Attributes:
+        mode: one of :data:`~lutfuse_ros.core.thermal.AGC_MODES`.
+        low, high: count range of ``"fixed"`` mode.
+        percentile_low, percentile_high: percentiles of ``"percentile"`` mode.
+        smoothing: weight of the newest frame in the running range, in (0, 1].
+    """
+
+    mode: str = "percentile"
+    low: float = 0.0
+    high: float = 65535.0
+    percentile_low: float = 1.0
+    percentile_high: float = 99.0
+    smoothing: float = 0.2
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """Settings of :class:`Registration` (the node's ``registration.*`` parameters).
+
+    Attributes:
+        mode: one of :data:`REGISTRATION_MODES`.
+        homography: 9 numbers, row-major 3x3 thermal -> RGB pixel map (``"homography"``).
+        crop: thermal region (x, y, width, height) of ``"crop_resize"``.
+        calibration_file: YAML calibration; when set it replaces the three fields above.
+    """
+
+    mode: str = "resize"
+    homography: tuple[float, ...] = IDENTITY_HOMOGRAPHY
+    crop: tuple[int, ...] = (0, 0, 0, 0)
+    calibration_file: str = ""
+
+
+@dataclass(frozen=True)
+class GradientConfig:
+    """Settings of :class:`GradientNormaliser` (the node's ``gradient.*`` parameters).
+
+    Attributes:
+        mode: one of :data:`GRADIENT_MODES`.
+        quantile: quantile of the row maxima taken as the top of the range, in (0, 1].
+        smoothing: weight of the newest frame, in (0, 1].
+    """
+
+    mode: str = "stable"
+    quantile: float = 1.0
+    smoothing: float = 0.1
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of a whole :class:`Preprocessor`.
+
+    Example:
+        >>> cfg = PreprocessConfig(agc=AGCConfig(mode="fixed", low=20000, high=30000))
+        >>> Preprocessor.from_config(cfg).agc.range
+        (20000, 30000)
+    """
+
+    agc: AGCConfig = field(default_factory=AGCConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    gradient: GradientConfig = field(default_factory=GradientConfig)
 
 
 def _smooth(running: tuple[float, float] | None, new: tuple[float, float],
@@ -53,12 +122,21 @@ class ThermalAGC:
 
     Example:
         >>> agc = ThermalAGC("percentile", smoothing=0.2)
-        >>> ir8 = agc(frame_u16)                  # (H, W) uint16 -> (H, W) uint8
+        >>> frame = np.full((4, 6), 20000, np.uint16); frame[:, 3:] = 24000
+        >>> agc(frame)                            # (H, W) uint16 -> (H, W) uint8
+        array([[  0,   0,   0, 255, 255, 255],
+               [  0,   0,   0, 255, 255, 255],
+               [  0,   0,   0, 255, 255, 255],
+               [  0,   0,   0, 255, 255, 255]], dtype=uint8)
+        >>> agc.range
+        (20040.0, 23960.0)
     """
 
-    def __init__(self, mode: str = "percentile", low: float = 0.0, high: float = 65535.0,
-                 percentiles: tuple[float, float] = (1.0, 99.0), smoothing: float = 0.2,
-                 min_span: float = 4.0) -> None:
+    def __init__(self, mode: str = AGCConfig.mode, low: float = AGCConfig.low,
+                 high: float = AGCConfig.high,
+                 percentiles: tuple[float, float] = (AGCConfig.percentile_low,
+                                                     AGCConfig.percentile_high),
+                 smoothing: float = AGCConfig.smoothing, min_span: float = 4.0) -> None:
         if mode not in AGC_MODES:
             raise ValueError(f"agc mode must be one of {AGC_MODES}, got {mode!r}")
         if mode == "fixed" and not high > low:
@@ -75,6 +153,12 @@ class ThermalAGC:
         self._lut: np.ndarray | None = None
         self._lut_range: tuple[float, float] | None = None
 
+    @classmethod
+    def from_config(cls, config: AGCConfig) -> "ThermalAGC":
+        return cls(config.mode, low=config.low, high=config.high,
+                   percentiles=(config.percentile_low, config.percentile_high),
+                   smoothing=config.smoothing)
+
     def reset(self) -> None:
         """Forget the running range (a new camera, a bag that loops)."""
         if self.mode != "fixed":
@@ -83,7 +167,7 @@ class ThermalAGC:
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         """(H, W) uint16 or uint8 -> (H, W) uint8."""
-        _check_thermal(img)
+        check_thermal(img)
         if img.dtype == np.uint8:
             return img
         if self.mode == "equalize":
@@ -130,6 +214,11 @@ class Registration:
 
     Pixels of the RGB image that the thermal camera does not see get IR value 0 (cold), so
     the fusion shows the visible image there.
+
+    Example:
+        >>> reg = Registration("crop_resize", crop=(0, 0, 2, 2))
+        >>> reg(np.array([[0, 100, 7], [200, 50, 7]], np.uint8), rgb_size=(4, 4)).shape
+        (4, 4)
     """
 
     mode: str = "resize"
@@ -161,6 +250,15 @@ class Registration:
             self.crop = tuple(int(v) for v in self.crop)
         if self.thermal_size is not None:
             self.thermal_size = (int(self.thermal_size[0]), int(self.thermal_size[1]))
+
+    @classmethod
+    def from_config(cls, config: RegistrationConfig) -> "Registration":
+        """From settings; a ``calibration_file`` replaces mode, homography and crop."""
+        if config.calibration_file:
+            return cls.from_yaml(config.calibration_file)
+        return cls(mode=config.mode, homography=parse_homography(config.homography),
+                   crop=tuple(int(c) for c in config.crop) if config.mode == "crop_resize"
+                   else None)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Registration":
@@ -248,12 +346,16 @@ class GradientNormaliser:
         smoothing: weight of the newest frame, in (0, 1].
 
     Example:
-        >>> norm = GradientNormaliser("stable")
-        >>> fused = fuser.fuse(ir, rgb, gradient=norm)   # norm keeps its state
+        >>> norm = GradientNormaliser("stable", smoothing=0.5)
+        >>> norm.update(np.array([0.0, 0.1]), np.array([0.8, 1.0]))   # first frame: its range
+        (0.0, 1.0)
+        >>> norm.update(np.array([0.0, 0.1]), np.array([0.5, 0.6]))   # then smoothed
+        (0.0, 0.8)
+        >>> # in a stream: fuser.fuse(ir, rgb, gradient=norm) for every frame
     """
 
-    def __init__(self, mode: str = "stable", quantile: float = 1.0,
-                 smoothing: float = 0.1) -> None:
+    def __init__(self, mode: str = GradientConfig.mode, quantile: float = GradientConfig.quantile,
+                 smoothing: float = GradientConfig.smoothing) -> None:
         if mode not in GRADIENT_MODES:
             raise ValueError(f"gradient mode must be one of {GRADIENT_MODES}, got {mode!r}")
         if not 0.0 < quantile <= 1.0:
@@ -262,6 +364,10 @@ class GradientNormaliser:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
         self.mode, self.quantile, self.smoothing = mode, quantile, smoothing
         self.range: tuple[float, float] | None = None
+
+    @classmethod
+    def from_config(cls, config: GradientConfig) -> "GradientNormaliser":
+        return cls(config.mode, quantile=config.quantile, smoothing=config.smoothing)
 
     def reset(self) -> None:
         self.range = None
@@ -285,13 +391,26 @@ class Preprocessor:
 
     Example:
         >>> pre = Preprocessor()
-        >>> ir8 = pre.thermal(frame_u16, rgb_size=(640, 480))   # (480, 640) uint8
-        >>> fused = fuser.fuse(ir8, rgb, gradient=pre.gradient)
+        >>> frame_u16 = np.random.default_rng(0).integers(20000, 30000, (512, 640), np.uint16)
+        >>> pre.thermal(frame_u16, rgb_size=(640, 480)).shape     # AGC, then resize
+        (480, 640)
+        >>> # then: fuser.fuse(ir8, rgb, gradient=pre.gradient)
     """
 
     agc: ThermalAGC = field(default_factory=ThermalAGC)
     registration: Registration = field(default_factory=Registration)
     gradient: GradientNormaliser = field(default_factory=GradientNormaliser)
+
+    @classmethod
+    def from_config(cls, config: PreprocessConfig) -> "Preprocessor":
+        """AGC, registration and gradient normaliser from settings.
+
+        Raises:
+            ValueError: a setting is out of range; RegistrationError: a bad calibration.
+        """
+        return cls(agc=ThermalAGC.from_config(config.agc),
+                   registration=Registration.from_config(config.registration),
+                   gradient=GradientNormaliser.from_config(config.gradient))
 
     def thermal(self, frame: np.ndarray, rgb_size: tuple[int, int]) -> np.ndarray:
         """Raw thermal (H_t, W_t) uint8/uint16 -> registered (H, W) uint8, ``rgb_size`` (W, H)."""
@@ -304,7 +423,12 @@ class Preprocessor:
 
 
 def parse_homography(values: Sequence[float]) -> np.ndarray | None:
-    """A parameter list of 9 numbers -> 3x3 array; an empty list -> ``None``."""
+    """A parameter list of 9 numbers -> 3x3 array; an empty list -> ``None``.
+
+    Example:
+        >>> parse_homography(IDENTITY_HOMOGRAPHY).shape
+        (3, 3)
+    """
     values = list(values)
     if not values:
         return None

@@ -14,14 +14,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 AGC_MODES = ("fixed", "percentile", "equalize")
 
 
-def _check_thermal(img: np.ndarray) -> None:
+class ThermalInputError(InputError):
+    """A thermal frame is not a (H, W) uint8 or uint16 array."""
+
+
+def check_thermal(img: np.ndarray) -> None:
+    """Raise :class:`ThermalInputError` unless ``img`` is a (H, W) uint8 or uint16 array.
+
+    Example:
+        >>> check_thermal(np.zeros((2, 3), np.uint16))
+        >>> check_thermal(np.zeros((2, 3), np.float32))
+        Traceback (most recent call last):
+        ...
+        lutfuse_ros.core.thermal.ThermalInputError: thermal image must be uint8 or uint16, got float32
+    """
     if not isinstance(img, np.ndarray) or img.ndim != 2:
-        raise ValueError(f"thermal image must be a (H, W) array, got {getattr(img, 'shape', img)}")
+        raise ThermalInputError(
+            f"thermal image must be a (H, W) array, got {getattr(img, 'shape', img)}")
     if img.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"thermal image must be uint8 or uint16, got {img.dtype}")
+        raise ThermalInputError(f"thermal image must be uint8 or uint16, got {img.dtype}")
 
 
 def agc_range(img: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
@@ -33,8 +49,13 @@ def agc_range(img: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
         percentiles: lower and upper percentile, 0 <= lo < hi <= 100.
         subsample: use every n-th pixel in each direction (the range barely changes; 16x less
             work at the default).
+
+    Example:
+        >>> img = (np.arange(100, dtype=np.uint16) * 100).reshape(10, 10)
+        >>> agc_range(img, (0.0, 100.0), subsample=1)
+        (0.0, 9900.0)
     """
-    _check_thermal(img)
+    check_thermal(img)
     lo_p, hi_p = percentiles
     if not 0.0 <= lo_p < hi_p <= 100.0:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
@@ -47,8 +68,12 @@ def apply_range(img: np.ndarray, low: float, high: float) -> np.ndarray:
 
     A flat range (``high <= low``, e.g. a frozen frame during flat-field correction) maps
     every pixel to mid-grey rather than dividing by zero.
+
+    Example:
+        >>> apply_range(np.array([[0, 500, 1000, 4000]], np.uint16), 0, 1000)
+        array([[  0, 128, 255, 255]], dtype=uint8)
     """
-    _check_thermal(img)
+    check_thermal(img)
     return range_table(low, high, 65536 if img.dtype == np.uint16 else 256)[img]
 
 
@@ -66,8 +91,14 @@ def range_table(low: float, high: float, levels: int = 65536) -> np.ndarray:
 
 
 def equalize(img: np.ndarray) -> np.ndarray:
-    """Histogram equalisation over every level of a uint16/uint8 image -> (H, W) uint8."""
-    _check_thermal(img)
+    """Histogram equalisation over every level of a uint16/uint8 image -> (H, W) uint8.
+
+    Example:
+        >>> equalize(np.array([[10, 20], [20, 30]], np.uint16))
+        array([[  0, 170],
+               [170, 255]], dtype=uint8)
+    """
+    check_thermal(img)
     levels = 65536 if img.dtype == np.uint16 else 256
     cdf = np.cumsum(np.bincount(img.ravel(), minlength=levels)).astype(np.float64)
     first = cdf[np.nonzero(cdf)[0][0]]
@@ -85,6 +116,10 @@ def thermal_to_8bit(img: np.ndarray, mode: str = "percentile",
 
     Args:
         mode: ``"fixed"`` (needs ``low`` and ``high``), ``"percentile"`` or ``"equalize"``.
+
+    Example:
+        >>> thermal_to_8bit(np.array([[0, 250, 1000]], np.uint16), "fixed", low=0, high=1000)
+        array([[  0,  64, 255]], dtype=uint8)
     """
     if mode == "fixed":
         if low is None or high is None:

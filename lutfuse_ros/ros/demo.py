@@ -59,7 +59,7 @@ def replay_main(args: list[str] | None = None) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
-    from .codec import numpy_to_image
+    from ..stream.codec import numpy_to_image
 
     class Replayer(Node):
         def __init__(self) -> None:
@@ -115,8 +115,8 @@ def receiver_main(args: list[str] | None = None) -> None:
     from sensor_msgs.msg import Image
 
     from ..core.imageio import mosaic, write_image
-    from .codec import image_to_numpy
-    from .sync import stamp_to_ns
+    from ..stream.codec import image_to_numpy
+    from ..stream.sync import stamp_to_ns
 
     class Receiver(Node):
         def __init__(self) -> None:

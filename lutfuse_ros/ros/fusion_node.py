@@ -28,11 +28,11 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.model import ModelFormatError
-from .codec import numpy_to_image
+from ..stream.codec import numpy_to_image
 from .params import PARAMS, check_choice, descriptor
-from .pipeline import FramePipeline, make_fuser, make_preprocessor
+from ..stream.pipeline import FramePipeline, make_fuser, make_preprocessor
 from .interfaces import FusionStatus
-from .sync import RGB, THERMAL, ApproximateTimePolicy, LatestSlot, SyncedPair, stamp_to_ns
+from ..stream.sync import RGB, THERMAL, ApproximateTimePolicy, LatestSlot, SyncedPair, stamp_to_ns
 
 _FUSER_KEYS = ("model_path", "fusion.exact", "fusion.context_scale", "fusion.context_engine")
 _PRE_PREFIXES = ("agc.", "registration.", "gradient.")

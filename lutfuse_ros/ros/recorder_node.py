@@ -32,11 +32,11 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from .bagio import lutfuse_typestore
-from .codec import image_to_numpy
+from ..stream.bagio import lutfuse_typestore
+from ..stream.codec import image_to_numpy
 from .interfaces import FusionStatus
 from .params import PARAMS
-from .sync import RGB, THERMAL, ApproximateTimePolicy
+from ..stream.sync import RGB, THERMAL, ApproximateTimePolicy
 
 CONFIG_TOPIC = "/lutfuse/recording_config"
 

@@ -1,5 +1,5 @@
 """Training pairs from image folders (``<dir>/ir/<name>.<ext>`` + ``<dir>/vis/<name>.<ext>``)
-and from rosbag2 recordings (paired and preprocessed as the node does, ``ros.bagio``).
+and from rosbag2 recordings (paired and preprocessed as the node does, ``stream.bagio``).
 
 Pairs are read once into memory. Each step's batch is drawn from a generator seeded by
 ``(seed, step)``, so a run resumed at step n sees exactly the batches an uninterrupted run
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from lutfuse_ros.core.imageio import match_pairs, read_visible
 from lutfuse_ros.core.preprocess import GradientNormaliser, ThermalAGC
-from lutfuse_ros.ros.bagio import is_bag
+from lutfuse_ros.stream.bagio import is_bag
 
 
 class DataError(ValueError):
@@ -102,8 +102,8 @@ def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True,
 
 
 def pairs_from_bag(bag: Path, min_side: int = 0, **kwargs) -> list[Pair]:
-    """Pairs of a rosbag2 through the node's sync and preprocessing (``ros.bagio``)."""
-    from lutfuse_ros.ros.bagio import BagReport, read_pairs
+    """Pairs of a rosbag2 through the node's sync and preprocessing (``stream.bagio``)."""
+    from lutfuse_ros.stream.bagio import BagReport, read_pairs
 
     report = BagReport()
     pairs = []

@@ -15,7 +15,7 @@ from ..core import FusionConfig, Fuser, load_model
 from ..core.preprocess import (GradientNormaliser, Preprocessor, Registration, ThermalAGC,
                                parse_homography)
 from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, image_to_numpy
-from .params import PARAMS
+from ..ros.params import PARAMS
 
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMS}
 _ORDER = {"rgb8": "rgb", "rgba8": "rgb", "bgr8": "bgr", "bgra8": "bgr", "mono8": "gray"}
