@@ -51,7 +51,7 @@ def _variant(name: str, exact: bool, context_scale: float, threads: int,
     backend, _, engine = name.partition(":")
     dev = device if backend == "torch" else "cpu"
     return FusionConfig(exact=exact, context_scale=context_scale, backend=backend, device=dev,
-                        threads=threads, context_engine=engine or "auto")
+                        threads=threads, context_engine=engine or FusionConfig.context_engine)
 
 
 def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | None = None,

@@ -7,6 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from .core.fusion import FusionConfig
+from .core.onnx_context import CONTEXT_ENGINES
+from .core.preprocess import AGCConfig
+from .core.thermal import AGC_MODES
+from .stream.bagio import DEFAULT_RGB_TOPIC, DEFAULT_THERMAL_TOPIC
+from .stream.sync import SyncConfig
+
 EXIT_OK, EXIT_SKIPPED, EXIT_ERROR = 0, 1, 2
 
 
@@ -18,10 +25,12 @@ def _fusion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-scale", type=float, default=None,
                    help="resolution of the context network in fast mode, 1/k "
                         "(default: the FusionConfig default)")
-    p.add_argument("--device", default="cpu", help="cpu (compiled kernels) or cuda (torch)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
-    p.add_argument("--context-engine", default="auto",
-                   choices=("auto", "onnxruntime", "opencv", "torch"),
+    p.add_argument("--device", default=FusionConfig.device,
+                   help="cpu (compiled kernels) or cuda (selects the torch backend)")
+    p.add_argument("--threads", type=int, default=FusionConfig.threads,
+                   help="CPU threads (0 = all cores)")
+    p.add_argument("--context-engine", default=FusionConfig.context_engine,
+                   choices=CONTEXT_ENGINES,
                    help="what runs the context network on the CPU (default: auto = ONNX "
                         "Runtime, else OpenCV, when the model carries ONNX; else torch)")
 
@@ -179,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--context-scale", type=float, default=None,
                    help="context_scale of fast mode (default: the FusionConfig default)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="device of the torch backend")
+    p.add_argument("--threads", type=int, default=FusionConfig.threads)
+    p.add_argument("--device", default=FusionConfig.device, help="device of the torch backend")
     p.add_argument("--backends", nargs="+", default=["numpy", "torch"],
                    help="numpy (context engine auto), numpy:onnxruntime, numpy:opencv, "
                         "numpy:torch, torch; outputs are compared with the first")
@@ -191,20 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "image-folder dataset (out/ir, out/vis)")
     p.add_argument("bag", type=Path, help="rosbag2 folder, .mcap or .db3")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--thermal-topic", default="/thermal/image")
-    p.add_argument("--rgb-topic", default="/rgb/image")
-    p.add_argument("--slop", type=float, default=0.02, help="largest stamp difference (s)")
-    p.add_argument("--thermal-offset", type=float, default=0.0,
+    p.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC)
+    p.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC)
+    p.add_argument("--slop", type=float, default=SyncConfig.slop,
+                   help="largest stamp difference (s)")
+    p.add_argument("--thermal-offset", type=float, default=SyncConfig.thermal_offset,
                    help="seconds added to thermal stamps before pairing")
-    p.add_argument("--agc", default="percentile", choices=["percentile", "fixed", "equalize"],
+    p.add_argument("--agc", default=AGCConfig.mode, choices=AGC_MODES,
                    help="16-bit thermal to 8 bit, as the node (fixed uses the full range)")
     p.set_defaults(func=cmd_bag_export)
 
     p = sub.add_parser("demo", help="fuse the embedded procedural pairs into a mosaic PNG")
     p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"))
     p.add_argument("--count", type=int, default=4)
-    p.add_argument("--context-engine", default="auto",
-                   choices=("auto", "onnxruntime", "opencv", "torch"))
+    p.add_argument("--context-engine", default=FusionConfig.context_engine,
+                   choices=CONTEXT_ENGINES)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -9,9 +9,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .core.imageio import match_pairs, mosaic, read_ir, read_visible, write_image
-from .core.metrics import METRICS, evaluate, read_gray
+from .core.metrics import METRICS, TABLE_METRICS, evaluate, markdown_table, read_gray
 
-TABLE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+__all__ = ["TABLE_METRICS", "evaluate_folder", "markdown_table"]
 
 
 def evaluate_folder(ir_dir: str | Path, vis_dir: str | Path, fused_dir: str | Path,
@@ -51,14 +51,3 @@ def evaluate_folder(ir_dir: str | Path, vis_dir: str | Path, fused_dir: str | Pa
             {"mean": mean, "count": len(rows), "missing": missing}, indent=1))
         (out / "metrics.md").write_text(markdown_table({str(fused_dir): mean}))
     return result
-
-
-def markdown_table(means: dict[str, dict[str, float]],
-                   metrics: tuple[str, ...] = TABLE_METRICS) -> str:
-    """A markdown table, one row per method: ``{method: {metric: mean}}``."""
-    lines = ["| method | " + " | ".join(metrics) + " |",
-             "|---|" + "---:|" * len(metrics)]
-    for method, values in means.items():
-        lines.append(f"| {method} | " + " | ".join(f"{values.get(m, float('nan')):.4f}"
-                                                   for m in metrics) + " |")
-    return "\n".join(lines) + "\n"

@@ -34,7 +34,8 @@ from lutfuse_ros.stream.codec import image_to_numpy, numpy_to_image  # noqa: E40
 from lutfuse_ros.ros.params import PARAMS  # noqa: E402
 from lutfuse_ros.resources import config_file  # noqa: E402
 from lutfuse_ros.ros.interfaces import FusionStatus  # noqa: E402  (None: not built by colcon)
-from lutfuse_ros.stream.pipeline import DEFAULTS, FramePipeline  # noqa: E402
+from lutfuse_ros.ros.params import NodeSettings  # noqa: E402
+from lutfuse_ros.stream.pipeline import FramePipeline  # noqa: E402
 
 THERMAL_TOPIC, RGB_TOPIC, INFO_TOPIC = "/cam_t/image_raw", "/cam_v/image_raw", "/cam_v/info"
 NODE = "/lutfuse_fusion"
@@ -187,7 +188,7 @@ def test_fused_stream_equals_the_core_output_byte_for_byte(harness):
         for _, ir_p, vis_p in listing.pairs[:2]:
             sequence.append((numpy_to_image(read_ir(ir_p), "mono8"),
                              numpy_to_image(read_visible(vis_p), "rgb8")))
-    expected = FramePipeline.from_settings(DEFAULTS)
+    expected = FramePipeline.from_config(NodeSettings().pipeline)
     clear(harness)
     info = CameraInfo(width=160, height=120, distortion_model="plumb_bob")
     harness.pub_i.publish(info)
@@ -324,7 +325,7 @@ def test_malformed_messages_do_not_stop_the_node(harness, tmp_path):
 
 def test_model_hot_swap_refuses_a_bad_file_and_swaps_a_good_one(harness, tmp_path):
     thermal, rgb = stream_pair()
-    settings = dict(DEFAULTS, **{"gradient.mode": "per_image"})  # stateless: easy to compare
+    settings = NodeSettings.from_values({"gradient.mode": "per_image"})  # stateless: easy to compare
     assert harness.set_params(**{"gradient.mode": "per_image"})[0].successful
 
     def fused_now(stamp):
@@ -332,7 +333,7 @@ def test_model_hot_swap_refuses_a_bad_file_and_swaps_a_good_one(harness, tmp_pat
         harness.publish(thermal, rgb, stamp)
         return image_to_numpy(harness.wait_fused(1)[-1]).copy()
 
-    official = FramePipeline.from_settings(settings)(thermal, rgb).image
+    official = FramePipeline.from_config(settings.pipeline)(thermal, rgb).image
     np.testing.assert_array_equal(fused_now(50_000_000_000), official)
 
     garbage = tmp_path / "broken.npz"
@@ -346,7 +347,8 @@ def test_model_hot_swap_refuses_a_bad_file_and_swaps_a_good_one(harness, tmp_pat
     new_path = tmp_path / "swapped.npz"
     save_model(model, new_path)
     assert harness.set_params(model_path=str(new_path))[0].successful
-    swapped = FramePipeline.from_settings(dict(settings, model_path=str(new_path)))(thermal, rgb)
+    swapped = FramePipeline.from_config(
+        settings.with_values({"model_path": str(new_path)}).pipeline)(thermal, rgb)
     assert not np.array_equal(swapped.image, official)
     np.testing.assert_array_equal(fused_now(52_000_000_000), swapped.image)
     assert harness.set_params(model_path="", **{"gradient.mode": "stable"})[0].successful
@@ -380,7 +382,7 @@ def test_status_message_reports_model_inputs_and_the_newest_frame(harness):
         time.sleep(0.05)
     assert status is not None, "no fused/status carrying the newest fused frame's stamp"
     assert status.header.frame_id == "rgb_optical_frame"
-    assert status.model_id == FramePipeline.from_settings(DEFAULTS).fuser.model_id
+    assert status.model_id == FramePipeline.from_config(NodeSettings().pipeline).fuser.model_id
     assert "numpy backend" in status.engine
     assert status.pairs_fused >= 30 and status.pairs_synced >= status.pairs_fused
     assert status.rgb_rate_hz > 2 and status.thermal_rate_hz > 2
@@ -409,7 +411,7 @@ def test_node_runs_without_torch(harness, tmp_path):
         thermal, rgb = stream_pair()
         got = harness.publish_until_received(thermal, rgb, 200 * 10**9, received,
                                              "fused image from the torch-free node")
-        want = FramePipeline.from_settings(DEFAULTS)(thermal, rgb).image
+        want = FramePipeline.from_config(NodeSettings().pipeline)(thermal, rgb).image
         np.testing.assert_array_equal(image_to_numpy(got), want)
         assert "context net on onnxruntime" in log.read_text()
     finally:

@@ -73,7 +73,7 @@ sys.modules["torch"] = None  # import torch now raises ImportError, as on a robo
 import numpy as np
 from lutfuse_ros.core import Fuser, FusionConfig
 from lutfuse_ros.core.synthetic import synthetic_pair
-from lutfuse_ros.stream.pipeline import FramePipeline, DEFAULTS  # the node's path, too
+from lutfuse_ros.stream.pipeline import FramePipeline  # the node's path, too
 fuser = Fuser()
 ir, vis = synthetic_pair(seed=5, size=(120, 160))
 np.save(sys.argv[1], fuser.fuse(ir, vis))

@@ -18,7 +18,8 @@ from lutfuse_ros.resources import config_file  # noqa: E402
 from lutfuse_ros.ros.interfaces import FusionStatus  # noqa: E402  (None: not built by colcon)
 from lutfuse_ros.stream.bagio import BagReport, read_pairs  # noqa: E402
 from lutfuse_ros.stream.codec import image_to_numpy, numpy_to_image  # noqa: E402
-from lutfuse_ros.stream.pipeline import DEFAULTS, FramePipeline  # noqa: E402
+from lutfuse_ros.ros.params import NodeSettings  # noqa: E402
+from lutfuse_ros.stream.pipeline import FramePipeline  # noqa: E402
 
 from conftest import ROOT, executable  # noqa: E402
 from test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  # noqa: E402
@@ -219,17 +220,18 @@ def test_record_train_deploy_loop(rclpy_session, tmp_path):
         t_train = time.monotonic() - t0 - t_record
         # Deploy to the running node, which was fusing with the default model all along.
         wait_for(lambda: harness.node.count_publishers("/fused/image") >= 1, 60, "the node")
-        settings = dict(DEFAULTS, **{"gradient.mode": "per_image",
-                                     "model_path": str(run / "model.npz")})
-        results = harness.set_params(model_path=settings["model_path"],
+        settings = NodeSettings.from_values({"gradient.mode": "per_image",
+                                             "model_path": str(run / "model.npz")})
+        results = harness.set_params(model_path=settings.model_path,
                                      **{"gradient.mode": "per_image"})
         assert all(r.successful for r in results), [r.reason for r in results]
         thermal, rgb = camera_frames(1)[0]
         clear(harness)
         harness.publish(thermal, rgb, 90 * 10**9)
         got = image_to_numpy(harness.wait_fused(1)[-1])
-        expected = FramePipeline.from_settings(settings)(thermal, rgb).image
-        default = FramePipeline.from_settings(dict(settings, model_path=""))(thermal, rgb).image
+        expected = FramePipeline.from_config(settings.pipeline)(thermal, rgb).image
+        default = FramePipeline.from_config(
+            settings.with_values({"model_path": ""}).pipeline)(thermal, rgb).image
         assert not np.array_equal(expected, default)  # the new model does change the output
         np.testing.assert_array_equal(got, expected)
         print(f"loop: record {t_record:.1f} s, train {t_train:.1f} s")

@@ -5,6 +5,7 @@ Architecture as released by the LUT-Fuse authors (7,825 parameters with the defa
     stem:   conv3x3(4->16) -> LeakyReLU(0.2) -> InstanceNorm(16, affine)
     blocks: 3 x [conv3x3(16->16) -> LeakyReLU(0.2) -> InstanceNorm(16, affine)]
     x = stem(x); x = x + blocks(x)
+    (state-dict names and shapes: :func:`~.context_layout.context_state_shapes`)
     head:   Dropout(0.5) -> conv3x3(16->1) -> sigmoid
 
 Module names keep the index layout of the authors' ``nn.Sequential`` blocks so that their
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import ContextNetConfig  # torch-free: the model file holds the architecture
+from .context_layout import ContextNetConfig  # torch-free: the model file holds it
 
 
 def _conv_act_norm(cin: int, cout: int, slope: float) -> list[nn.Module]:
@@ -55,7 +56,3 @@ class ContextNet(nn.Module):
         x = self.stem(rgb_ir)
         x = x + self.blocks(x)
         return torch.sigmoid(self.head(x))
-
-    def expected_state_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Names and shapes of every tensor the state dict must hold."""
-        return {k: tuple(v.shape) for k, v in self.state_dict().items()}

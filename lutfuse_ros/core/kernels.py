@@ -9,10 +9,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .model import LUT_NODES, LUT_SCALE
+
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _INV255 = np.float32(1.0 / 255.0)
-_LUT_SCALE = np.float32(255.0 / 16.0)
+_LUT_SCALE = np.float32(LUT_SCALE)
+_LUT_LAST = LUT_NODES - 1  # upper index clamp (numba reads module globals as constants)
 _KR, _KG, _KB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
 
 
@@ -86,21 +89,21 @@ def _lerp(a, b, t):
 def _split(v: np.float32):
     """Table coordinate of v in [0, 1]: (lower index, upper index clamped to 15, fraction)."""
     c = v * _LUT_SCALE
-    lo = min(int(c), 15)  # v >= 0, so int() is floor
-    return lo, min(lo + 1, 15), c - np.float32(lo)
+    lo = min(int(c), _LUT_LAST)  # v >= 0, so int() is floor
+    return lo, min(lo + 1, _LUT_LAST), c - np.float32(lo)
 
 
 def lut_along_ir(lut: np.ndarray) -> np.ndarray:
     """Interpolate the table along the IR axis for every uint8 IR value, once per model.
 
-    An 8-bit IR value q sits at coordinate q / 16 exactly, so the innermost lerp of the
+    An 8-bit IR value q sits at coordinate q * LUT_SCALE / 255 = q / 16 exactly, so the innermost lerp of the
     authors' lookup takes only 256 values: tabulating it turns 16 gathers per pixel into 8,
     with the same float32 arithmetic. (16, 16, 16, 16) f32 -> (16, 16, 16, 256) f32.
     """
     q = np.arange(256)
-    i0 = q >> 4
+    i0 = q // LUT_NODES
     i1 = np.minimum(i0 + 1, lut.shape[3] - 1)
-    frac = ((q & 15) / np.float32(16.0)).astype(np.float32)
+    frac = ((q % LUT_NODES) / np.float32(LUT_NODES)).astype(np.float32)
     one = np.float32(1.0)
     return np.ascontiguousarray(lut[..., i0] * (one - frac) + lut[..., i1] * frac,
                                 dtype=np.float32)

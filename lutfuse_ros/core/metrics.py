@@ -22,6 +22,26 @@ import numpy as np
 from scipy.signal import convolve2d, fftconvolve
 
 METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR", "CC", "MSE")
+#: the metrics of every results table (evaluation, training validation, comparisons)
+TABLE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+
+
+def markdown_table(means: dict[str, dict[str, float]],
+                   metrics: tuple[str, ...] = TABLE_METRICS, digits: int = 4) -> str:
+    """A markdown table, one row per method: ``{method: {metric: mean}}``.
+
+    Example:
+        >>> print(markdown_table({"Max": {"EN": 6.5, "MI": 4.49}}, ("EN", "MI"), digits=2), end="")
+        | method | EN | MI |
+        |---|---:|---:|
+        | Max | 6.50 | 4.49 |
+    """
+    lines = ["| method | " + " | ".join(metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
+    for method, values in means.items():
+        lines.append(f"| {method} | " + " | ".join(f"{values.get(m, float('nan')):.{digits}f}"
+                                                   for m in metrics) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def read_gray(path: str | Path) -> np.ndarray:

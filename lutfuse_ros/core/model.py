@@ -18,16 +18,19 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .context_layout import ContextNetConfig, context_state_shapes
+
 FORMAT_VERSION = 1
-LUT_NODES = 16
+LUT_NODES = 16  # nodes per axis of the 4-D table
 LUT_SHAPE = (LUT_NODES,) * 4
+LUT_SCALE = 255.0 / LUT_NODES  # value in [0, 1] -> table coordinate in [0, 15.94]
 INPUT_SCALING = {
     "luma": "BT.601 full-range Y of the visible image, in [0, 1]",
     "gradient": "Sobel magnitude of Y, normalised to [0, 1] (per image in exact mode)",
@@ -37,20 +40,6 @@ INPUT_SCALING = {
 }
 DEFAULT_MODEL_RESOURCE = "lutfuse_ros_default.npz"  # trained by training/train_default.sh
 OFFICIAL_MODEL_RESOURCE = "official_lutfuse.npz"
-
-
-@dataclass(frozen=True)
-class ContextNetConfig:
-    """Architecture hyper-parameters of :class:`ContextNet` (stored in the model file)."""
-
-    in_channels: int = 4
-    width: int = 16
-    num_blocks: int = 3
-    negative_slope: float = 0.2
-    dropout: float = 0.5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ModelFormatError(ValueError):
@@ -104,22 +93,6 @@ class FusionModel:
         return net.to(device).eval()
 
 
-def _expected_context_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    cfg = ContextNetConfig(**config)
-    w, cin = cfg.width, cfg.in_channels
-    shapes: dict[str, tuple[int, ...]] = {
-        "stem.0.weight": (w, cin, 3, 3), "stem.0.bias": (w,),
-        "stem.2.weight": (w,), "stem.2.bias": (w,),
-        "head.1.weight": (1, w, 3, 3), "head.1.bias": (1,),
-    }
-    for b in range(cfg.num_blocks):
-        shapes[f"blocks.{3 * b}.weight"] = (w, w, 3, 3)
-        shapes[f"blocks.{3 * b}.bias"] = (w,)
-        shapes[f"blocks.{3 * b + 2}.weight"] = (w,)
-        shapes[f"blocks.{3 * b + 2}.bias"] = (w,)
-    return shapes
-
-
 def validate_model(model: FusionModel, source: str) -> None:
     """Check shapes, dtypes and finiteness; raise :class:`ModelFormatError` naming ``source``."""
     def fail(problem: str) -> None:
@@ -133,7 +106,7 @@ def validate_model(model: FusionModel, source: str) -> None:
     if not np.isfinite(lut).all():
         fail("LUT holds NaN or infinite values")
     try:
-        expected = _expected_context_shapes(model.context_config)
+        expected = context_state_shapes(ContextNetConfig(**model.context_config))
     except TypeError as exc:
         fail(f"bad context_net architecture {model.context_config!r}: {exc}")
     missing = sorted(set(expected) - set(model.context_state))

@@ -24,6 +24,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .context_layout import HEAD_CONV, ContextNetConfig, conv_norm_layers
 from .model import FusionModel, ModelFormatError
 
 CONTEXT_ENGINES = ("auto", "onnxruntime", "opencv", "torch")
@@ -127,7 +128,8 @@ def reference_context(model: FusionModel, x: np.ndarray) -> np.ndarray:
     Returns:
         :math:`(h, w)` float64 in (0, 1).
     """
-    st, slope = model.context_state, float(model.context_config.get("negative_slope", 0.2))
+    cfg = ContextNetConfig(**model.context_config)
+    st, slope = model.context_state, float(cfg.negative_slope)
 
     def conv3x3(a: np.ndarray, name: str) -> np.ndarray:
         w, b = st[f"{name}.weight"].astype(np.float64), st[f"{name}.bias"]
@@ -143,11 +145,12 @@ def reference_context(model: FusionModel, x: np.ndarray) -> np.ndarray:
         return (a - mean) / np.sqrt(var + 1e-5) * st[f"{name}.weight"][:, None, None] + \
             st[f"{name}.bias"][:, None, None]
 
-    stem = act_norm(conv3x3(x[0].astype(np.float64), "stem.0"), "stem.2")
+    (stem_conv, stem_norm), *blocks = conv_norm_layers(cfg)
+    stem = act_norm(conv3x3(x[0].astype(np.float64), stem_conv), stem_norm)
     a = stem
-    for i in range(int(model.context_config.get("num_blocks", 3))):
-        a = act_norm(conv3x3(a, f"blocks.{3 * i}"), f"blocks.{3 * i + 2}")
-    return 1.0 / (1.0 + np.exp(-conv3x3(stem + a, "head.1")[0]))
+    for conv, norm in blocks:
+        a = act_norm(conv3x3(a, conv), norm)
+    return 1.0 / (1.0 + np.exp(-conv3x3(stem + a, HEAD_CONV)[0]))
 
 
 def check_graph(model: FusionModel, runner: OnnxContextNet) -> None:

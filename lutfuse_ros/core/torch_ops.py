@@ -9,12 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .model import LUT_SCALE
 from .resample import bilinear_taps, context_size, context_stride
 
-LUT_SCALE = 255.0 / 16.0  # value in [0, 1] -> table coordinate in [0, 15.94]
 GRAD_EPS = 1e-8
-
-
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """BT.601 full-range RGB -> YCbCr.
@@ -34,15 +32,25 @@ def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     return torch.stack((y + cr * 1.402, y - cb * 0.344136 - cr * 0.714136, y + cb * 1.772), dim=1)
 
 
-def sobel_magnitude(y: torch.Tensor) -> torch.Tensor:
-    """Sobel gradient magnitude with zero padding.
+def sobel_magnitude(y: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Sobel gradient magnitude with zero padding, ``sqrt(gx^2 + gy^2 + eps)``.
+
+    The runtime uses ``eps = 0``; losses pass a small ``eps`` so that the derivative stays
+    finite on flat regions (sqrt'(0) is infinite: NaN losses).
 
     Shape: :math:`(B, 1, H, W)` -> :math:`(B, 1, H, W)`, non-negative.
+
+    Example:
+        >>> y = torch.zeros(1, 1, 4, 4); y[..., 2:] = 1.0
+        >>> sobel_magnitude(y)[0, 0, 1]
+        tensor([0., 4., 4., 4.])
     """
     kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
                       dtype=y.dtype, device=y.device)
     k = torch.stack((kx, kx.t())).unsqueeze(1)  # (2, 1, 3, 3): d/dx and d/dy
     g = F.conv2d(y, k, padding=1)
+    if eps:
+        return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2 + eps)
     return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2)
 
 

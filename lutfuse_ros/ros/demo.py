@@ -21,18 +21,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
 
+from ..core.imageio import mosaic, write_image
 from ..core.synthetic import synthetic_pair
 from ..resources import config_file
+from ..stream.codec import image_to_numpy, numpy_to_image
+from ..stream.sync import stamp_to_ns
 
 
 def demo_frames(count: int, size: tuple[int, int], thermal_size: tuple[int, int] | None = None,
                 seed: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
     """``count`` frames (thermal uint16 (Ht, Wt), RGB uint8 (H, W, 3)) of a hot disc crossing
     a procedural night scene. ``size`` = (H, W) of RGB; thermal may have its own size."""
-    import cv2
-
     h, w = size
     ir, vis = synthetic_pair(seed=seed, size=size, night=True)
     frames = []
@@ -51,55 +58,51 @@ def demo_frames(count: int, size: tuple[int, int], thermal_size: tuple[int, int]
     return frames
 
 
-# -- the replayer --------------------------------------------------------------------------
+# -- the camera replayer --------------------------------------------------------------------
+class CameraReplayer(Node):
+    """Publishes the procedural thermal (mono16) + RGB (bgr8) + camera_info stream, stamped
+    with the capture time as a camera driver does."""
+
+    def __init__(self) -> None:
+        super().__init__("lutfuse_replay")
+        rate = self.declare_parameter("rate", 30.0).value
+        h = self.declare_parameter("height", 240).value
+        w = self.declare_parameter("width", 320).value
+        th = self.declare_parameter("thermal_height", 0).value or h
+        tw = self.declare_parameter("thermal_width", 0).value or w
+        self.duration = self.declare_parameter("duration", 0.0).value
+        self.summary = self.declare_parameter("summary", "").value
+        self.frames = demo_frames(60, (h, w), (th, tw))
+        self.pub_t = self.create_publisher(Image, "thermal/image", qos_profile_sensor_data)
+        self.pub_v = self.create_publisher(Image, "rgb/image", qos_profile_sensor_data)
+        self.pub_i = self.create_publisher(CameraInfo, "rgb/camera_info", 10)
+        self.info = CameraInfo(height=h, width=w, distortion_model="plumb_bob")
+        self.info.k = [w * 0.9, 0.0, w / 2, 0.0, w * 0.9, h / 2, 0.0, 0.0, 1.0]
+        self.n, self.t0 = 0, time.monotonic()
+        self.create_timer(1.0 / rate, self.tick)
+
+    def tick(self) -> None:
+        if self.duration and time.monotonic() - self.t0 > self.duration:
+            if self.summary:
+                Path(self.summary).write_text(json.dumps({"published": self.n}))
+            raise SystemExit(0)
+        counts, bgr = self.frames[self.n % len(self.frames)]
+        stamp = self.get_clock().now().to_msg()  # the capture time of a driver
+        t = numpy_to_image(counts, "mono16")
+        t.header.stamp, t.header.frame_id = stamp, "thermal_optical_frame"
+        v = numpy_to_image(bgr, "bgr8")
+        v.header.stamp, v.header.frame_id = stamp, "rgb_optical_frame"
+        self.info.header = v.header
+        self.pub_t.publish(t)
+        self.pub_v.publish(v)
+        self.pub_i.publish(self.info)
+        self.n += 1
+
+
 def replay_main(args: list[str] | None = None) -> None:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from ..stream.codec import numpy_to_image
-
-    class Replayer(Node):
-        def __init__(self) -> None:
-            super().__init__("lutfuse_replay")
-            rate = self.declare_parameter("rate", 30.0).value
-            h = self.declare_parameter("height", 240).value
-            w = self.declare_parameter("width", 320).value
-            th = self.declare_parameter("thermal_height", 0).value or h
-            tw = self.declare_parameter("thermal_width", 0).value or w
-            self.duration = self.declare_parameter("duration", 0.0).value
-            self.summary = self.declare_parameter("summary", "").value
-            self.frames = demo_frames(60, (h, w), (th, tw))
-            self.pub_t = self.create_publisher(Image, "thermal/image", qos_profile_sensor_data)
-            self.pub_v = self.create_publisher(Image, "rgb/image", qos_profile_sensor_data)
-            self.pub_i = self.create_publisher(CameraInfo, "rgb/camera_info", 10)
-            self.info = CameraInfo(height=h, width=w, distortion_model="plumb_bob")
-            self.info.k = [w * 0.9, 0.0, w / 2, 0.0, w * 0.9, h / 2, 0.0, 0.0, 1.0]
-            self.n, self.t0 = 0, time.monotonic()
-            self.create_timer(1.0 / rate, self.tick)
-
-        def tick(self) -> None:
-            if self.duration and time.monotonic() - self.t0 > self.duration:
-                if self.summary:
-                    Path(self.summary).write_text(json.dumps({"published": self.n}))
-                raise SystemExit(0)
-            counts, bgr = self.frames[self.n % len(self.frames)]
-            stamp = self.get_clock().now().to_msg()  # the capture time of a driver
-            t = numpy_to_image(counts, "mono16")
-            t.header.stamp, t.header.frame_id = stamp, "thermal_optical_frame"
-            v = numpy_to_image(bgr, "bgr8")
-            v.header.stamp, v.header.frame_id = stamp, "rgb_optical_frame"
-            self.info.header = v.header
-            self.pub_t.publish(t)
-            self.pub_v.publish(v)
-            self.pub_i.publish(self.info)
-            self.n += 1
-
     rclpy.init(args=args)
     try:
-        rclpy.spin(Replayer())
+        rclpy.spin(CameraReplayer())
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
@@ -107,83 +110,76 @@ def replay_main(args: list[str] | None = None) -> None:
 
 
 # -- the receiver --------------------------------------------------------------------------
+class FusedReceiver(Node):
+    """Subscribes fused/image (and its inputs): rate, latency to the camera stamp, a mosaic."""
+
+    def __init__(self) -> None:
+        super().__init__("lutfuse_receiver")
+        self.duration = self.declare_parameter("duration", 5.0).value
+        self.out = self.declare_parameter("out", "out/demo_mosaic.png").value
+        self.summary = self.declare_parameter("summary", "").value
+        self.latency_ms: list[float] = []
+        self.arrivals: list[float] = []
+        self.inputs: dict[int, dict[str, np.ndarray]] = {}
+        self.shots: list[list[np.ndarray]] = []
+        self.encoding = ""
+        self.create_subscription(Image, "fused/image", self.on_fused, qos_profile_sensor_data)
+        for name in ("rgb/image", "thermal_registered/image"):
+            self.create_subscription(Image, name, lambda m, n=name: self.on_input(n, m),
+                                     qos_profile_sensor_data)
+        self.t0 = None
+
+    def on_input(self, name: str, msg) -> None:
+        if len(self.shots) < 4:  # only frames that may end up in the mosaic
+            key = stamp_to_ns(msg.header.stamp)
+            self.inputs.setdefault(key, {})[name] = image_to_numpy(msg).copy()
+            while len(self.inputs) > 20:
+                del self.inputs[min(self.inputs)]
+
+    def on_fused(self, msg) -> None:
+        now = time.time()
+        self.latency_ms.append((now - stamp_to_ns(msg.header.stamp) / 1e9) * 1e3)
+        self.arrivals.append(time.monotonic())
+        self.encoding = msg.encoding
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        n = len(self.arrivals)
+        got = self.inputs.get(stamp_to_ns(msg.header.stamp), {})
+        if n % 15 == 0 and len(self.shots) < 4 and len(got) == 2:
+            fused = image_to_numpy(msg)
+            bgr = got["rgb/image"]
+            self.shots.append([got["thermal_registered/image"], bgr[:, :, ::-1],
+                               fused[:, :, ::-1] if fused.ndim == 3 else fused])
+        if time.monotonic() - self.t0 > self.duration:
+            raise SystemExit(0)
+
+    def report(self) -> dict:
+        lat = np.asarray(self.latency_ms or [np.nan])
+        span = (self.arrivals[-1] - self.arrivals[0]) if len(self.arrivals) > 1 else 0.0
+        fifth = max(1, len(lat) // 5)
+        result = {"frames": len(self.latency_ms),
+                  "latency_p50_first_fifth_ms": float(np.median(lat[:fifth])),
+                  "latency_p50_last_fifth_ms": float(np.median(lat[-fifth:])),
+                  "rate_hz": (len(self.arrivals) - 1) / span if span else 0.0,
+                  "latency_ms": {"p50": float(np.percentile(lat, 50)),
+                                 "p99": float(np.percentile(lat, 99)),
+                                 "max": float(np.max(lat))},
+                  "encoding": self.encoding}
+        if self.shots:
+            Path(self.out).parent.mkdir(parents=True, exist_ok=True)
+            write_image(self.out, mosaic(self.shots, labels=["thermal (registered)", "RGB",
+                                                              "fused"]))
+            result["mosaic"] = str(self.out)
+        if self.summary:
+            Path(self.summary).write_text(json.dumps(result, indent=1))
+        return result
+
+
 def receiver_main(args: list[str] | None = None) -> None:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-
-    from ..core.imageio import mosaic, write_image
-    from ..stream.codec import image_to_numpy
-    from ..stream.sync import stamp_to_ns
-
-    class Receiver(Node):
-        def __init__(self) -> None:
-            super().__init__("lutfuse_receiver")
-            self.duration = self.declare_parameter("duration", 5.0).value
-            self.out = self.declare_parameter("out", "out/demo_mosaic.png").value
-            self.summary = self.declare_parameter("summary", "").value
-            self.latency_ms: list[float] = []
-            self.arrivals: list[float] = []
-            self.inputs: dict[int, dict[str, np.ndarray]] = {}
-            self.shots: list[list[np.ndarray]] = []
-            self.encoding = ""
-            self.create_subscription(Image, "fused/image", self.on_fused, qos_profile_sensor_data)
-            for name in ("rgb/image", "thermal_registered/image"):
-                self.create_subscription(Image, name, lambda m, n=name: self.on_input(n, m),
-                                         qos_profile_sensor_data)
-            self.t0 = None
-
-        def on_input(self, name: str, msg) -> None:
-            if len(self.shots) < 4:  # only frames that may end up in the mosaic
-                key = stamp_to_ns(msg.header.stamp)
-                self.inputs.setdefault(key, {})[name] = image_to_numpy(msg).copy()
-                while len(self.inputs) > 20:
-                    del self.inputs[min(self.inputs)]
-
-        def on_fused(self, msg) -> None:
-            now = time.time()
-            self.latency_ms.append((now - stamp_to_ns(msg.header.stamp) / 1e9) * 1e3)
-            self.arrivals.append(time.monotonic())
-            self.encoding = msg.encoding
-            if self.t0 is None:
-                self.t0 = time.monotonic()
-            n = len(self.arrivals)
-            got = self.inputs.get(stamp_to_ns(msg.header.stamp), {})
-            if n % 15 == 0 and len(self.shots) < 4 and len(got) == 2:
-                fused = image_to_numpy(msg)
-                bgr = got["rgb/image"]
-                self.shots.append([got["thermal_registered/image"], bgr[:, :, ::-1],
-                                   fused[:, :, ::-1] if fused.ndim == 3 else fused])
-            if time.monotonic() - self.t0 > self.duration:
-                raise SystemExit(0)
-
-        def report(self) -> dict:
-            lat = np.asarray(self.latency_ms or [np.nan])
-            span = (self.arrivals[-1] - self.arrivals[0]) if len(self.arrivals) > 1 else 0.0
-            fifth = max(1, len(lat) // 5)
-            result = {"frames": len(self.latency_ms),
-                      "latency_p50_first_fifth_ms": float(np.median(lat[:fifth])),
-                      "latency_p50_last_fifth_ms": float(np.median(lat[-fifth:])),
-                      "rate_hz": (len(self.arrivals) - 1) / span if span else 0.0,
-                      "latency_ms": {"p50": float(np.percentile(lat, 50)),
-                                     "p99": float(np.percentile(lat, 99)),
-                                     "max": float(np.max(lat))},
-                      "encoding": self.encoding}
-            if self.shots:
-                Path(self.out).parent.mkdir(parents=True, exist_ok=True)
-                write_image(self.out, mosaic(self.shots, labels=["thermal (registered)", "RGB",
-                                                                  "fused"]))
-                result["mosaic"] = str(self.out)
-            if self.summary:
-                Path(self.summary).write_text(json.dumps(result, indent=1))
-            return result
-
     rclpy.init(args=args)
     node = None
     try:
-        node = Receiver()
+        node = FusedReceiver()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass

@@ -1,100 +1,255 @@
-"""The fusion node's parameters: declared once here, read into plain settings objects.
+"""The fusion node's parameters: declared once here, read into typed settings.
 
-``config/fusion.yaml`` and the README's parameter table list the same names and defaults
-(a test checks both against :data:`PARAMS`).
+Every default comes from the settings dataclasses of the core and the stream layer
+(:class:`NodeSettings` nests them); this table adds what ROS needs: the description, the range,
+read-only flags, choices (the core's own tuples) and what a change at run time rebuilds.
+``config/fusion.yaml`` and the README's parameter table are generated from it (a test checks
+both, and that every declared name maps onto a settings field).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-IDENTITY = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+from ..core.fusion import BACKENDS, PRECISIONS, FusionConfig
+from ..core.onnx_context import CONTEXT_ENGINES
+from ..core.preprocess import (GRADIENT_MODES, REGISTRATION_MODES, AGCConfig, GradientConfig,
+                               PreprocessConfig, RegistrationConfig)
+from ..core.thermal import AGC_MODES
+from ..stream.pipeline import OUTPUT_ENCODINGS, PipelineConfig
+from ..stream.sync import SyncConfig
+
+# What a run-time change of a parameter rebuilds (read-only ones are never changed).
+FUSER = "fuser"                   # model and forward pass: a new Fuser
+PREPROCESSING = "preprocessing"   # AGC, registration, gradient range (their state restarts)
+SYNC = "sync"                     # the sync policy (its queues restart)
+OUTPUT = "output"                 # only the output step of the pipeline
+LIVE = "live"                     # nothing: the value is read where it is used
+REBUILDS = (FUSER, PREPROCESSING, SYNC, OUTPUT, LIVE)
+QOS_INPUTS, QOS_OUTPUTS = ("sensor_data", "reliable"), ("default", "sensor_data")
+
+
+@dataclass(frozen=True)
+class QosSettings:
+    """Quality of service: ``input`` of camera subscriptions, ``output`` of publishers."""
+
+    input: str = "sensor_data"
+    output: str = "default"
+    depth: int = 5
+
+
+@dataclass(frozen=True)
+class DiagnosticsSettings:
+    """``/diagnostics`` period and the silence (s) after which a camera is an error."""
+
+    period: float = 0.5
+    input_timeout: float = 0.4
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    """``fused/status`` period (s)."""
+
+    period: float = 1.0
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Every setting of the fusion node, typed; parameter ``group.name`` is field
+    ``group`` . ``name`` (``fusion.exact`` -> ``settings.fusion.exact``).
+
+    Example:
+        >>> s = NodeSettings.from_values({"fusion.context_scale": 0.25, "agc.mode": "fixed"})
+        >>> s.fusion.context_scale, s.agc.mode, s.sync.slop
+        (0.25, 'fixed', 0.02)
+    """
+
+    model_path: str = ""
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    gradient: GradientConfig = field(default_factory=GradientConfig)
+    agc: AGCConfig = field(default_factory=AGCConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    qos: QosSettings = field(default_factory=QosSettings)
+    output_encoding: str = ""
+    publish_registered_thermal: bool = False
+    diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
+
+    @property
+    def pipeline(self) -> PipelineConfig:
+        """What the frame pipeline is built from."""
+        return PipelineConfig(self.model_path, self.fusion,
+                              PreprocessConfig(self.agc, self.registration, self.gradient),
+                              self.output_encoding)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "NodeSettings":
+        """Defaults with ``{parameter name: value}`` applied.
+
+        Raises:
+            KeyError: an unknown parameter name; ValueError: a value the settings refuse.
+        """
+        return cls().with_values(values)
+
+    def with_values(self, values: Mapping[str, Any]) -> "NodeSettings":
+        """A copy with ``{parameter name: value}`` applied (values as ROS gives them)."""
+        groups: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for name, value in values.items():
+            group, _, key = name.rpartition(".")
+            current = default_value(name)  # KeyError for an unknown name
+            value = _like(current, value)
+            if group:
+                groups.setdefault(group, {})[key] = value
+            else:
+                top[name] = value
+        for group, changes in groups.items():
+            top[group] = dataclasses.replace(getattr(self, group), **changes)
+        return dataclasses.replace(self, **top)
+
+
+def default_value(name: str) -> Any:
+    """The default of parameter ``name``, read from :class:`NodeSettings` (KeyError if none)."""
+    obj: Any = _DEFAULTS
+    for part in name.split("."):
+        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in
+                                                             dataclasses.fields(obj)}:
+            raise KeyError(f"no setting for parameter {name!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _like(default: Any, value: Any) -> Any:
+    """``value`` in the type of ``default`` (ROS lists become tuples; ints become floats)."""
+    if isinstance(default, tuple):
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+_DEFAULTS = NodeSettings()
 
 
 @dataclass(frozen=True)
 class Param:
+    """One declared parameter (its default comes from :class:`NodeSettings`).
+
+    Attributes:
+        name: ROS parameter name, ``group.field`` of :class:`NodeSettings`.
+        description: for ``ros2 param describe`` and the generated YAML/README.
+        rebuilds: what a run-time change rebuilds, one of :data:`REBUILDS`.
+        read_only: fixed after start-up.
+        range: inclusive (low, high) of an int or double parameter.
+        choices: the allowed strings.
+    """
+
     name: str
-    default: Any
     description: str
+    rebuilds: str = LIVE
     read_only: bool = False
-    range: tuple[float, float] | None = None  # inclusive, for int and double parameters
+    range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
+
+    @property
+    def default(self) -> Any:
+        """The default as a ROS parameter value (tuples become lists)."""
+        value = default_value(self.name)
+        return list(value) if isinstance(value, tuple) else value
 
 
 PARAMS: tuple[Param, ...] = (
-    Param("model_path", "", "Model file (.npz); empty: the package's default model. Setting it "
-          "at run time loads, validates and swaps the model; a bad file is refused."),
-    Param("fusion.exact", False, "Authors' exact forward pass (context network at full "
-          "resolution, ~15x slower) instead of the fast mode."),
-    Param("fusion.context_scale", 0.0625, "Fast mode: context network resolution, 1/k of the "
-          "image (1, 1/2, 1/4, ...).", range=(0.015625, 1.0)),
-    Param("fusion.backend", "numpy", "numpy (compiled CPU kernels) or torch.", read_only=True,
-          choices=("numpy", "torch")),
-    Param("fusion.device", "cpu", "torch device of the torch backend (cpu, cuda, cuda:1).",
+    Param("model_path", "Model file (.npz); empty: the package's default model. Setting it "
+          "at run time loads, validates and swaps the model; a bad file is refused.",
+          rebuilds=FUSER),
+    Param("fusion.exact", "Authors' exact forward pass (context network at full "
+          "resolution, ~15x slower) instead of the fast mode.", rebuilds=FUSER),
+    Param("fusion.context_scale", "Fast mode: context network resolution, 1/k of the "
+          "image (1, 1/2, 1/4, ...).", rebuilds=FUSER, range=(0.015625, 1.0)),
+    Param("fusion.backend", "numpy (compiled CPU kernels) or torch.", read_only=True,
+          choices=BACKENDS),
+    Param("fusion.device", "torch device of the torch backend (cpu, cuda, cuda:1).",
           read_only=True),
-    Param("fusion.context_engine", "auto", "What runs the context network of the numpy "
+    Param("fusion.context_engine", "What runs the context network of the numpy "
           "backend: auto (onnxruntime, else opencv, when the model file carries its ONNX graph;"
           " else torch), onnxruntime, opencv or torch. The ONNX engines need no torch.",
-          choices=("auto", "onnxruntime", "opencv", "torch")),
-    Param("fusion.precision", "fp32", "torch backend: fp16 runs the context network in half "
-          "precision (GPUs); the lookup stays fp32.", read_only=True, choices=("fp32", "fp16")),
-    Param("fusion.threads", 0, "CPU threads for fusion; 0: every core.", read_only=True,
+          rebuilds=FUSER, choices=CONTEXT_ENGINES),
+    Param("fusion.precision", "torch backend: fp16 runs the context network in half "
+          "precision (GPUs); the lookup stays fp32.", read_only=True, choices=PRECISIONS),
+    Param("fusion.threads", "CPU threads for fusion; 0: every core.", read_only=True,
           range=(0, 256)),
-    Param("gradient.mode", "stable", "Visible-gradient range: stable (smoothed over frames: "
+    Param("gradient.mode", "Visible-gradient range: stable (smoothed over frames: "
           "a bright edge entering the view no longer makes the whole frame jump; single images "
-          "fuse as per_image) or per_image (the authors').",
-          choices=("stable", "per_image")),
-    Param("gradient.quantile", 1.0, "stable mode: quantile of the row maxima taken as the top "
+          "fuse as per_image) or per_image (the authors').", rebuilds=PREPROCESSING,
+          choices=GRADIENT_MODES),
+    Param("gradient.quantile", "stable mode: quantile of the row maxima taken as the top "
           "of the range (1: the maximum, as the authors; lower ignores rare extreme edges but "
-          "costs quality on the test sets).", range=(0.5, 1.0)),
-    Param("gradient.smoothing", 0.1, "stable mode: weight of the newest frame in the range.",
-          range=(0.001, 1.0)),
-    Param("agc.mode", "percentile", "16-bit thermal to 8 bit: percentile (robust AGC, smoothed),"
+          "costs quality on the test sets).", rebuilds=PREPROCESSING, range=(0.5, 1.0)),
+    Param("gradient.smoothing", "stable mode: weight of the newest frame in the range.",
+          rebuilds=PREPROCESSING, range=(0.001, 1.0)),
+    Param("agc.mode", "16-bit thermal to 8 bit: percentile (robust AGC, smoothed),"
           " fixed (agc.low..agc.high counts) or equalize. 8-bit thermal passes through.",
-          choices=("percentile", "fixed", "equalize")),
-    Param("agc.low", 0.0, "fixed mode: count mapped to 0.", range=(0.0, 65535.0)),
-    Param("agc.high", 65535.0, "fixed mode: count mapped to 255.", range=(0.0, 65535.0)),
-    Param("agc.percentile_low", 1.0, "percentile mode: lower percentile.", range=(0.0, 100.0)),
-    Param("agc.percentile_high", 99.0, "percentile mode: upper percentile.",
+          rebuilds=PREPROCESSING, choices=AGC_MODES),
+    Param("agc.low", "fixed mode: count mapped to 0.", rebuilds=PREPROCESSING,
+          range=(0.0, 65535.0)),
+    Param("agc.high", "fixed mode: count mapped to 255.", rebuilds=PREPROCESSING,
+          range=(0.0, 65535.0)),
+    Param("agc.percentile_low", "percentile mode: lower percentile.", rebuilds=PREPROCESSING,
           range=(0.0, 100.0)),
-    Param("agc.smoothing", 0.2, "percentile mode: weight of the newest frame in the range.",
-          range=(0.001, 1.0)),
-    Param("registration.mode", "resize", "Thermal into the RGB frame: none, resize, "
-          "crop_resize or homography.", choices=("none", "resize", "crop_resize", "homography")),
-    Param("registration.homography", IDENTITY, "3x3 thermal->RGB pixel homography, row-major "
-          "(homography mode)."),
-    Param("registration.crop", [0, 0, 0, 0], "Thermal region x, y, width, height (crop_resize "
-          "mode)."),
-    Param("registration.calibration_file", "", "YAML calibration (mode, homography, crop, "
-          "thermal_size); overrides the registration.* values above when set."),
-    Param("sync.queue_size", 10, "Messages kept per topic while waiting for a partner.",
+    Param("agc.percentile_high", "percentile mode: upper percentile.", rebuilds=PREPROCESSING,
+          range=(0.0, 100.0)),
+    Param("agc.smoothing", "percentile mode: weight of the newest frame in the range.",
+          rebuilds=PREPROCESSING, range=(0.001, 1.0)),
+    Param("registration.mode", "Thermal into the RGB frame: none, resize, "
+          "crop_resize or homography.", rebuilds=PREPROCESSING, choices=REGISTRATION_MODES),
+    Param("registration.homography", "3x3 thermal->RGB pixel homography, row-major "
+          "(homography mode).", rebuilds=PREPROCESSING),
+    Param("registration.crop", "Thermal region x, y, width, height (crop_resize "
+          "mode).", rebuilds=PREPROCESSING),
+    Param("registration.calibration_file", "YAML calibration (mode, homography, crop, "
+          "thermal_size); overrides the registration.* values above when set.",
+          rebuilds=PREPROCESSING),
+    Param("sync.queue_size", "Messages kept per topic while waiting for a partner.",
+          rebuilds=SYNC, range=(1, 100)),
+    Param("sync.slop", "Largest stamp difference of a pair (s).", rebuilds=SYNC,
+          range=(0.0, 1.0)),
+    Param("sync.thermal_offset", "Seconds added to thermal stamps before pairing.",
+          rebuilds=SYNC, range=(-1.0, 1.0)),
+    Param("sync.reset_jump", "A stamp this much older (s) than the newest clears the queues"
+          " (bag loop, simulator reset).", rebuilds=SYNC, range=(0.01, 3600.0)),
+    Param("qos.input", "Camera subscriptions: sensor_data (best effort) or "
+          "reliable.", read_only=True, choices=QOS_INPUTS),
+    Param("qos.output", "Fused publishers: default (reliable) or sensor_data.",
+          read_only=True, choices=QOS_OUTPUTS),
+    Param("qos.depth", "History depth of every subscription and publisher.", read_only=True,
           range=(1, 100)),
-    Param("sync.slop", 0.02, "Largest stamp difference of a pair (s).", range=(0.0, 1.0)),
-    Param("sync.thermal_offset", 0.0, "Seconds added to thermal stamps before pairing.",
-          range=(-1.0, 1.0)),
-    Param("sync.reset_jump", 1.0, "A stamp this much older (s) than the newest clears the queues"
-          " (bag loop, simulator reset).", range=(0.01, 3600.0)),
-    Param("qos.input", "sensor_data", "Camera subscriptions: sensor_data (best effort) or "
-          "reliable.", read_only=True, choices=("sensor_data", "reliable")),
-    Param("qos.output", "default", "Fused publishers: default (reliable) or sensor_data.",
-          read_only=True, choices=("default", "sensor_data")),
-    Param("qos.depth", 5, "History depth of every subscription and publisher.", read_only=True,
-          range=(1, 100)),
-    Param("output_encoding", "", "Fused image encoding; empty: follow the visible input "
-          "(rgba8/bgra8 become rgb8/bgr8).", choices=("", "rgb8", "bgr8", "mono8")),
-    Param("publish_registered_thermal", False, "Also publish the 8-bit registered thermal "
+    Param("output_encoding", "Fused image encoding; empty: follow the visible input "
+          "(rgba8/bgra8 become rgb8/bgr8).", rebuilds=OUTPUT, choices=OUTPUT_ENCODINGS),
+    Param("publish_registered_thermal", "Also publish the 8-bit registered thermal "
           "image on thermal_registered/image (debugging the calibration).", read_only=True),
-    Param("diagnostics.period", 0.5, "Seconds between /diagnostics messages.", read_only=True,
+    Param("diagnostics.period", "Seconds between /diagnostics messages.", read_only=True,
           range=(0.05, 10.0)),
-    Param("diagnostics.input_timeout", 0.4, "A camera silent this long (s) is reported as an "
+    Param("diagnostics.input_timeout", "A camera silent this long (s) is reported as an "
           "error (with the 0.5 s period: within 0.9 s).", range=(0.05, 60.0)),
-    Param("status.period", 1.0, "Seconds between fused/status (FusionStatus) messages.",
+    Param("status.period", "Seconds between fused/status (FusionStatus) messages.",
           read_only=True, range=(0.05, 60.0)),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 
 
-def descriptor(p: Param):
+def rebuilt_by(names: set[str] | list[str]) -> set[str]:
+    """What changing the parameters ``names`` rebuilds (a subset of :data:`REBUILDS`).
+
+    Example:
+        >>> sorted(rebuilt_by(["model_path", "agc.mode", "diagnostics.input_timeout"]))
+        ['fuser', 'live', 'preprocessing']
+    """
+    return {BY_NAME[n].rebuilds for n in names if n in BY_NAME}
+
+
+def descriptor(p: Param) -> "ParameterDescriptor":  # noqa: F821 - imported lazily
     """The rclpy ``ParameterDescriptor`` of a parameter (type, range, choices, read-only)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
@@ -102,10 +257,8 @@ def descriptor(p: Param):
     if p.choices:
         desc += " One of: " + ", ".join(repr(c) for c in p.choices) + "."
     d = ParameterDescriptor(name=p.name, description=desc, read_only=p.read_only)
-    if p.range is not None:
-        if isinstance(p.default, bool):
-            pass
-        elif isinstance(p.default, int):
+    if p.range is not None and not isinstance(p.default, bool):
+        if isinstance(p.default, int):
             d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]),
                                             step=0)]
         else:

@@ -35,7 +35,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from ..stream.bagio import lutfuse_typestore
 from ..stream.codec import image_to_numpy
 from .interfaces import FusionStatus
-from .params import PARAMS
+from .params import PARAMS, NodeSettings
 from ..stream.sync import RGB, THERMAL, ApproximateTimePolicy
 
 CONFIG_TOPIC = "/lutfuse/recording_config"
@@ -100,8 +100,8 @@ class RecorderNode(Node):
         msg = ts.types["std_msgs/msg/String"](data=json.dumps(config, default=list))
         self.writer.write(config_conn, time.time_ns(), ts.serialize_cdr(msg,
                                                                       "std_msgs/msg/String"))
-        self.sync = ApproximateTimePolicy(p["sync.queue_size"], p["sync.slop"],
-                                          p["sync.thermal_offset"], p["sync.reset_jump"])
+        fusion_settings = NodeSettings.from_values({q.name: p[q.name] for q in PARAMS})
+        self.sync = ApproximateTimePolicy.from_config(fusion_settings.sync)
         self.pairs = 0
         self.bytes = 0
         self.skipped = 0

@@ -16,10 +16,13 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.preprocess import Preprocessor
 from .codec import ImageDecodeError, image_to_numpy
-from .sync import RGB, THERMAL, ApproximateTimePolicy, stamp_to_ns
+from .sync import RGB, THERMAL, ApproximateTimePolicy, SyncConfig, stamp_to_ns
 
+DEFAULT_THERMAL_TOPIC = "/thermal/image"  # the node's input topics, unremapped
+DEFAULT_RGB_TOPIC = "/rgb/image"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 
@@ -153,8 +156,9 @@ def scan_mcap(path: Path) -> Iterator[tuple[str, str, bytes]]:
         yield from handle(op, body)
 
 
-def read_pairs(bag: str | Path, thermal_topic: str = "/thermal/image",
-               rgb_topic: str = "/rgb/image", slop: float = 0.02, thermal_offset: float = 0.0,
+def read_pairs(bag: str | Path, thermal_topic: str = DEFAULT_THERMAL_TOPIC,
+               rgb_topic: str = DEFAULT_RGB_TOPIC, slop: float = SyncConfig.slop,
+               thermal_offset: float = SyncConfig.thermal_offset,
                pre: Preprocessor | None = None, report: BagReport | None = None
                ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(rgb_stamp_ns, ir (H, W) uint8, rgb (H, W, 3) uint8)`` per synchronised pair,
@@ -268,7 +272,7 @@ def _pair(stream, slop, thermal_offset, pre, report, typestore):
         rgb = pair.rgb
         try:
             ir = pre.thermal(pair.thermal, (rgb.shape[1], rgb.shape[0]))
-        except ValueError as exc:
+        except InputError as exc:
             report.undecodable += 1
             report.note(f"pair at {pair.rgb_stamp_ns}: {exc}")
             continue

@@ -8,8 +8,11 @@ message alive while the array is in use.
 from __future__ import annotations
 
 import sys
+from typing import Protocol
 
 import numpy as np
+
+from ..core.errors import InputError
 
 # encoding -> (channels, numpy dtype of one channel)
 ENCODINGS: dict[str, tuple[int, np.dtype]] = {
@@ -23,11 +26,22 @@ THERMAL_ENCODINGS = ("mono8", "mono16", "8UC1", "16UC1")
 _NATIVE_BIG = sys.byteorder == "big"
 
 
-class ImageDecodeError(ValueError):
+class ImageMessage(Protocol):
+    """What decoding reads of a ``sensor_msgs/Image`` (rosbags' and rclpy's both have it)."""
+
+    encoding: str
+    height: int
+    width: int
+    step: int
+    is_bigendian: int
+    data: bytes
+
+
+class ImageDecodeError(InputError):
     """A message cannot be read as an image (encoding, step, size, truncated data)."""
 
 
-def image_to_numpy(msg, allowed: tuple[str, ...] | None = None) -> np.ndarray:
+def image_to_numpy(msg: ImageMessage, allowed: tuple[str, ...] | None = None) -> np.ndarray:
     """Decode a ``sensor_msgs/Image``.
 
     Args:

@@ -1,67 +1,69 @@
 """One frame pair from messages to the fused array: decode -> preprocess -> fuse -> encode.
 
 No rclpy here: the node, the bag reader and the tests run the very same path. Settings come
-as a ``{parameter name: value}`` mapping with the names of :mod:`.params`.
+typed (:class:`PipelineConfig`: the core's dataclasses), never as dicts of parameter names.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
 
 import cv2
 import numpy as np
 
 from ..core import FusionConfig, Fuser, load_model
-from ..core.preprocess import (GradientNormaliser, Preprocessor, Registration, ThermalAGC,
-                               parse_homography)
-from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, image_to_numpy
-from ..ros.params import PARAMS
+from ..core.preprocess import PreprocessConfig, Preprocessor
+from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageMessage, image_to_numpy
 
-DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMS}
+OUTPUT_ENCODINGS = ("", "rgb8", "bgr8", "mono8")  # "": follow the visible input
 _ORDER = {"rgb8": "rgb", "rgba8": "rgb", "bgr8": "bgr", "bgra8": "bgr", "mono8": "gray"}
 
 
-def fusion_config(v: Mapping[str, Any]) -> FusionConfig:
-    return FusionConfig(exact=bool(v["fusion.exact"]), context_scale=float(v["fusion.context_scale"]),
-                        backend=v["fusion.backend"], device=v["fusion.device"],
-                        threads=int(v["fusion.threads"]),
-                        context_engine=v["fusion.context_engine"],
-                        precision=v["fusion.precision"])
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a :class:`FramePipeline` is built from.
+
+    Attributes:
+        model_path: model file (.npz); ``""`` loads the package's default model.
+        fusion: forward-pass settings.
+        preprocess: AGC, registration and gradient-range settings.
+        output_encoding: one of :data:`OUTPUT_ENCODINGS`.
+    """
+
+    model_path: str = ""
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    output_encoding: str = ""
+
+    def __post_init__(self) -> None:
+        if self.output_encoding not in OUTPUT_ENCODINGS:
+            raise ValueError(f"output_encoding must be one of {OUTPUT_ENCODINGS}, got "
+                             f"{self.output_encoding!r}")
 
 
-def make_fuser(v: Mapping[str, Any]) -> Fuser:
+def make_fuser(model_path: str, config: FusionConfig) -> Fuser:
     """Load the model of ``model_path`` (empty: the default) and build the engine.
 
     Raises:
         ModelFormatError: the model file is missing or invalid (the message names it).
         ValueError: an invalid fusion setting.
     """
-    model = load_model(v["model_path"] or None)
-    return Fuser(model, fusion_config(v))
-
-
-def make_preprocessor(v: Mapping[str, Any]) -> Preprocessor:
-    """AGC, registration and gradient normaliser from settings (raises ValueError)."""
-    agc = ThermalAGC(v["agc.mode"], low=float(v["agc.low"]), high=float(v["agc.high"]),
-                     percentiles=(float(v["agc.percentile_low"]), float(v["agc.percentile_high"])),
-                     smoothing=float(v["agc.smoothing"]))
-    if v["registration.calibration_file"]:
-        reg = Registration.from_yaml(v["registration.calibration_file"])
-    else:
-        crop = [int(c) for c in v["registration.crop"]]
-        reg = Registration(mode=v["registration.mode"],
-                           homography=parse_homography(v["registration.homography"]),
-                           crop=tuple(crop) if v["registration.mode"] == "crop_resize" else None)
-    grad = GradientNormaliser(v["gradient.mode"], quantile=float(v["gradient.quantile"]),
-                              smoothing=float(v["gradient.smoothing"]))
-    return Preprocessor(agc=agc, registration=reg, gradient=grad)
+    return Fuser(load_model(model_path or None), config)
 
 
 @dataclass
 class FusedFrame:
-    image: np.ndarray       # (H, W, 3) or (H, W) uint8, in ``encoding``
+    """The result of one pair.
+
+    Attributes:
+        image: :math:`(H, W, 3)` or :math:`(H, W)` uint8, in ``encoding``.
+        encoding: a sensor_msgs encoding (``rgb8``, ``bgr8``, ``mono8``).
+        thermal_8bit: :math:`(H, W)` uint8, the thermal image registered into the RGB frame.
+        timings: milliseconds per fusion stage.
+    """
+
+    image: np.ndarray
     encoding: str
-    thermal_8bit: np.ndarray  # (H, W) uint8, registered into the RGB frame
+    thermal_8bit: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -92,18 +94,37 @@ class FramePipeline:
         output_encoding: ``""`` (follow the visible input), ``rgb8``, ``bgr8`` or ``mono8``.
 
     Raises (from :meth:`__call__`):
-        ImageDecodeError, RegistrationError, FusionInputError: the pair cannot be fused; the
-        message says why. State is unchanged for a pair that fails to decode.
+        InputError (ImageDecodeError, ThermalInputError, RegistrationError,
+        FusionInputError): the pair cannot be fused; the message says why. State is
+        unchanged for a pair that fails to decode.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from lutfuse_ros.core.synthetic import synthetic_pair
+        >>> def message(a, encoding):   # anything shaped like sensor_msgs/Image
+        ...     return SimpleNamespace(encoding=encoding, height=a.shape[0], width=a.shape[1],
+        ...                            step=a.strides[0], is_bigendian=0, data=a.tobytes())
+        >>> ir, rgb = synthetic_pair(size=(240, 320))
+        >>> pipeline = FramePipeline.from_config(PipelineConfig())
+        >>> frame = pipeline(message(ir[::2, ::2].copy(), "mono8"),   # 160x120 thermal
+        ...                  message(rgb, "rgb8"))
+        >>> frame.image.shape, frame.encoding
+        ((240, 320, 3), 'rgb8')
     """
 
     def __init__(self, fuser: Fuser, pre: Preprocessor, output_encoding: str = "") -> None:
         self.fuser, self.pre, self.output_encoding = fuser, pre, output_encoding
 
     @classmethod
-    def from_settings(cls, v: Mapping[str, Any]) -> "FramePipeline":
-        return cls(make_fuser(v), make_preprocessor(v), v["output_encoding"])
+    def from_config(cls, config: PipelineConfig) -> "FramePipeline":
+        """Load the model and build the preprocessing (raises ModelFormatError, ValueError)."""
+        return cls(make_fuser(config.model_path, config.fusion),
+                   Preprocessor.from_config(config.preprocess), config.output_encoding)
 
-    def __call__(self, thermal_msg, rgb_msg) -> FusedFrame:
+    def __call__(self, thermal_msg: ImageMessage, rgb_msg: ImageMessage) -> FusedFrame:
+        """Decode, preprocess and fuse one synchronised pair of ``sensor_msgs/Image``-like
+        messages (anything with ``encoding``, ``height``, ``width``, ``step``,
+        ``is_bigendian`` and ``data``)."""
         vis = image_to_numpy(rgb_msg, VISIBLE_ENCODINGS)
         raw = image_to_numpy(thermal_msg, THERMAL_ENCODINGS)
         order = _ORDER[rgb_msg.encoding]

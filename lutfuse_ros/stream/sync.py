@@ -21,17 +21,51 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
-THERMAL, RGB = 0, 1
 _NS = 1_000_000_000
+
+
+class Topic(IntEnum):
+    """The two inputs; also the index of per-topic lists."""
+
+    THERMAL = 0
+    RGB = 1
+
+
+THERMAL, RGB = Topic.THERMAL, Topic.RGB
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Settings of :class:`ApproximateTimePolicy` (the nodes' ``sync.*`` parameters).
+
+    Attributes:
+        queue_size: messages kept per topic while waiting for a partner.
+        slop: largest stamp difference (s) of a pair, after the offset.
+        thermal_offset: seconds added to thermal stamps before matching.
+        reset_jump: a stamp this many seconds older than the newest clears the queues.
+    """
+
+    queue_size: int = 10
+    slop: float = 0.02
+    thermal_offset: float = 0.0
+    reset_jump: float = 1.0
 
 
 @dataclass(frozen=True)
 class SyncedPair:
+    """A thermal and an RGB message that belong together.
+
+    Attributes:
+        thermal, rgb: the messages (or decoded images), as given to ``add``.
+        thermal_stamp_ns, rgb_stamp_ns: their stamps as received (before the offset).
+    """
+
     thermal: Any
     rgb: Any
-    thermal_stamp_ns: int  # as received, before the offset
+    thermal_stamp_ns: int
     rgb_stamp_ns: int
 
     @property
@@ -42,11 +76,22 @@ class SyncedPair:
 
 @dataclass
 class SyncStats:
+    """Counters of an :class:`ApproximateTimePolicy`.
+
+    Attributes:
+        received: messages received per topic (indexed by :class:`Topic`).
+        pairs: pairs emitted.
+        unmatched: messages that left a queue without a partner (overflow, or older than
+            a pair).
+        late: messages that arrived older than the last emitted pair.
+        resets: times the stamps jumped back and the queues were cleared.
+    """
+
     received: list[int]
     pairs: int = 0
-    unmatched: int = 0      # left a queue without a partner (overflow or older than a pair)
-    late: int = 0           # arrived older than the last emitted pair
-    resets: int = 0         # time jumped back: queues cleared
+    unmatched: int = 0
+    late: int = 0
+    resets: int = 0
 
 
 def stamp_to_ns(stamp) -> int:
@@ -66,12 +111,16 @@ class ApproximateTimePolicy:
 
     Example:
         >>> sync = ApproximateTimePolicy(queue_size=10, slop=0.02)
-        >>> sync.add(THERMAL, 1_000_000_000, ir_msg)         # None: no partner yet
-        >>> pair = sync.add(RGB, 1_005_000_000, rgb_msg)     # SyncedPair(ir_msg, rgb_msg, ...)
+        >>> sync.add(THERMAL, 1_000_000_000, "ir msg") is None     # no partner yet
+        True
+        >>> pair = sync.add(RGB, 1_005_000_000, "rgb msg")        # 5 ms apart: a pair
+        >>> pair.thermal, pair.rgb, pair.offset_ns
+        ('ir msg', 'rgb msg', 5000000)
     """
 
-    def __init__(self, queue_size: int = 10, slop: float = 0.02, thermal_offset: float = 0.0,
-                 reset_jump: float = 1.0) -> None:
+    def __init__(self, queue_size: int = SyncConfig.queue_size, slop: float = SyncConfig.slop,
+                 thermal_offset: float = SyncConfig.thermal_offset,
+                 reset_jump: float = SyncConfig.reset_jump) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if slop < 0:
@@ -88,6 +137,10 @@ class ApproximateTimePolicy:
         self._lock = threading.Lock()
         self.stats = SyncStats(received=[0, 0])
         self.just_reset = False  # set by the add() that cleared the queues
+
+    @classmethod
+    def from_config(cls, config: SyncConfig) -> "ApproximateTimePolicy":
+        return cls(config.queue_size, config.slop, config.thermal_offset, config.reset_jump)
 
     def clear(self) -> None:
         with self._lock:
@@ -144,26 +197,33 @@ class ApproximateTimePolicy:
             return SyncedPair(other_msg, own_msg, other_stamp, own_stamp)
 
 
-T = TypeVar("T")
+Item = TypeVar("Item")
 
 
-class LatestSlot(Generic[T]):
-    """A one-deep mailbox: :meth:`put` replaces what the consumer has not taken yet."""
+class LatestSlot(Generic[Item]):
+    """A one-deep mailbox: :meth:`put` replaces what the consumer has not taken yet.
+
+    Example:
+        >>> slot = LatestSlot()
+        >>> slot.put("pair 1"); slot.put("pair 2")     # the worker was busy: 1 is dropped
+        >>> slot.take(timeout=0), slot.replaced
+        ('pair 2', 1)
+    """
 
     def __init__(self) -> None:
-        self._item: T | None = None
+        self._item: Item | None = None
         self._cond = threading.Condition()
         self.replaced = 0  # items overwritten before being taken (stale pairs dropped)
         self.closed = False
 
-    def put(self, item: T) -> None:
+    def put(self, item: Item) -> None:
         with self._cond:
             if self._item is not None:
                 self.replaced += 1
             self._item = item
             self._cond.notify()
 
-    def take(self, timeout: float | None = None) -> T | None:
+    def take(self, timeout: float | None = None) -> Item | None:
         """The newest item, or ``None`` after ``timeout`` seconds or once closed."""
         with self._cond:
             if self._item is None and not self.closed:

@@ -15,7 +15,9 @@ from lutfuse_ros.core.metrics import evaluate, to_gray
 from lutfuse_ros.core.model import official_model_path
 
 from .data import load_pairs
-from .stages import VAL_METRICS, _tensors, _to_u8, teacher_fuse_rgb
+from lutfuse_ros.core.metrics import TABLE_METRICS, markdown_table
+
+from .stages import pair_tensors, teacher_fuse_rgb, to_u8
 from .teacher import load_teacher
 
 GOAL = ("Qabf", "VIF", "MI", "SSIM", "SCD", "EN")
@@ -29,7 +31,7 @@ def methods(model_path: Path, teacher_path: Path | None, device: str):
 
         def run_teacher(p):
             with torch.no_grad():
-                return _to_u8(teacher_fuse_rgb(teacher, *_tensors(p, device)))
+                return to_u8(teacher_fuse_rgb(teacher, *pair_tensors(p, device)))
         out["teacher (MM-Net)"] = run_teacher
     for label, model in (("ours", ours), ("authors'", official)):
         for mode, cfg in (("exact", FusionConfig(exact=True)), ("fast 1/16", FusionConfig())):
@@ -64,15 +66,12 @@ def compare(data_dirs: list[str], out_dir: Path, model_path: Path, teacher_path:
                     row.append(f)
             if n in (0, len(pairs) // 3, 2 * len(pairs) // 3):
                 shots.append(row)
-        means = {m: {k: float(np.nanmean([s[k] for s in v])) for k in VAL_METRICS}
+        means = {m: {k: float(np.nanmean([s[k] for s in v])) for k in TABLE_METRICS}
                  for m, v in scores.items()}
         results[name] = means
         wins = [k for k in GOAL if means["ours fast 1/16"][k] > means["authors' fast 1/16"][k]]
         lines += [f"## {name} ({len(pairs)} pairs)", "",
-                  "| method | " + " | ".join(VAL_METRICS) + " |",
-                  "|---|" + "---:|" * len(VAL_METRICS)]
-        lines += [f"| {m} | " + " | ".join(f"{v[k]:.3f}" for k in VAL_METRICS) + " |"
-                  for m, v in means.items()]
+                  markdown_table(means, digits=3).rstrip("\n")]
         lines += ["", f"Ours (fast) above the authors' (fast) on {len(wins)} of {len(GOAL)} goal "
                   f"metrics: {', '.join(wins) or 'none'}.", ""]
         labels = ["IR", "visible"] + [m for m in runs if m in ("teacher (MM-Net)", "ours fast 1/16",

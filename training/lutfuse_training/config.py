@@ -8,6 +8,12 @@ from typing import Any
 
 import yaml
 
+from lutfuse_ros.core.fusion import FusionConfig
+from lutfuse_ros.stream.bagio import DEFAULT_RGB_TOPIC, DEFAULT_THERMAL_TOPIC
+
+TEACHER_CHANNELS = (16, 32, 64, 128)  # MM-Net encoder widths at the four scales
+TEACHER_HEADS = 4
+
 
 class ConfigError(ValueError):
     """A config file or override names an unknown option or gives a bad value."""
@@ -48,14 +54,14 @@ class TrainConfig:
     val_every: int = 500
     val_pairs: int = 8
     time_limit_min: float = 0.0
-    thermal_topic: str = "/thermal/image"
-    rgb_topic: str = "/rgb/image"
-    teacher_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    teacher_heads: int = 4
+    thermal_topic: str = DEFAULT_THERMAL_TOPIC
+    rgb_topic: str = DEFAULT_RGB_TOPIC
+    teacher_channels: list[int] = field(default_factory=lambda: list(TEACHER_CHANNELS))
+    teacher_heads: int = TEACHER_HEADS
     w_intensity: float = 1.0
     w_gradient: float = 10.0
     w_ssim: float = 1.0
-    context_scale: float = 0.0625
+    context_scale: float = FusionConfig.context_scale  # the runtime's
     lut_init: str = "max"
     w_teacher: float = 1.0
     w_ssim_sources: float = 0.1

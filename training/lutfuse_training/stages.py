@@ -11,25 +11,29 @@ import torch.nn.functional as F
 
 from lutfuse_ros.core import FusionModel, save_model
 from lutfuse_ros.core.onnx_context import with_onnx
-from lutfuse_ros.core.context_net import ContextNet, ContextNetConfig
-from lutfuse_ros.core.metrics import evaluate, to_gray
-from lutfuse_ros.core.torch_ops import LUT_SCALE, fuse_luma, rgb_to_ycbcr, ycbcr_to_rgb
+from lutfuse_ros.core.context_layout import ContextNetConfig
+from lutfuse_ros.core.context_net import ContextNet
+from lutfuse_ros.core.metrics import TABLE_METRICS, evaluate, markdown_table, to_gray
+from lutfuse_ros.core.model import LUT_NODES, LUT_SCALE
+from lutfuse_ros.core.torch_ops import fuse_luma, rgb_to_ycbcr, ycbcr_to_rgb
 
 from .config import TrainConfig
 from .data import Pair
 from .losses import lut_monotonicity, lut_smoothness, ssim, teacher_losses
 from .teacher import MMNet, TeacherConfig, save_teacher
 
-VAL_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
 
 
-def _tensors(pair: Pair, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+
+def pair_tensors(pair: Pair, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB :math:`(1, 3, H, W)` and IR :math:`(1, 1, H, W)` float in [0, 1] on ``device``."""
     rgb = torch.from_numpy(pair.rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
     ir = torch.from_numpy(pair.ir).to(device)[None, None].float() / 255.0
     return rgb, ir
 
 
-def _to_u8(rgb: torch.Tensor) -> np.ndarray:
+def to_u8(rgb: torch.Tensor) -> np.ndarray:
+    """:math:`(1, 3, H, W)` float in [0, 1] -> :math:`(H, W, 3)` uint8."""
     return (rgb[0].clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).byte().cpu().numpy()
 
 
@@ -39,10 +43,10 @@ def _score(pairs: list[Pair], fuse) -> tuple[dict[str, float], list[list[np.ndar
     for n, p in enumerate(pairs):
         fused = fuse(p)
         m = evaluate(to_gray(fused), p.ir.astype(np.float32), to_gray(p.rgb))
-        scores.append({k: m[k] for k in VAL_METRICS})
+        scores.append({k: m[k] for k in TABLE_METRICS})
         if n < 4:
             rows.append([p.ir, p.rgb, fused])
-    return {k: float(np.nanmean([s[k] for s in scores])) for k in VAL_METRICS}, rows
+    return {k: float(np.nanmean([s[k] for s in scores])) for k in TABLE_METRICS}, rows
 
 
 def teacher_fuse_rgb(net: MMNet, rgb: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
@@ -78,14 +82,25 @@ class TeacherStage:
         return t
 
     def validate(self, pairs):
-        return _score(pairs, lambda p: _to_u8(teacher_fuse_rgb(self.net, *_tensors(p, self.device))))
+        return _score(pairs, lambda p: to_u8(teacher_fuse_rgb(self.net, *pair_tensors(p, self.device))))
 
     def finish(self, run_dir: Path, summary: dict) -> None:
         save_teacher(self.net, run_dir / "teacher.pt")
         (run_dir / "teacher_summary.json").write_text(json.dumps(summary, indent=1))
 
 
-def initial_lut(kind: str, n: int = 16) -> torch.Tensor:
+class LutTable(torch.nn.Module):
+    """The trainable 4-D table as a module (so the loop checkpoints it like the network).
+
+    Shape: ``lut`` :math:`(N, N, N, N)`, axes ``[y, gradient, context, ir]``.
+    """
+
+    def __init__(self, lut: torch.Tensor) -> None:
+        super().__init__()
+        self.lut = torch.nn.Parameter(lut)
+
+
+def initial_lut(kind: str, n: int = LUT_NODES) -> torch.Tensor:
     """A starting table over node values ``v = q / LUT_SCALE``: ``max`` of the two sources
     (a sensible fusion before any training) or their ``mean``."""
     v = torch.arange(n, dtype=torch.float32) / LUT_SCALE
@@ -106,14 +121,13 @@ class DistillStage:
         torch.manual_seed(config.seed)
         self.config, self.device, self.data_names = config, device, data_names
         self.teacher = teacher.to(device).eval().requires_grad_(False)
-        self.lut = torch.nn.Parameter(initial_lut(config.lut_init).to(device))
+        self.lut_module = LutTable(initial_lut(config.lut_init).to(device))
+        self.lut = self.lut_module.lut
         self.context_config = ContextNetConfig()
         self.context = ContextNet(self.context_config).to(device)
-        self._holder = torch.nn.Module()
-        self._holder.lut = self.lut  # a module so the loop can checkpoint it
 
     def modules(self):
-        return {"lut": self._holder, "context": self.context}
+        return {"lut": self.lut_module, "context": self.context}
 
     def param_groups(self):
         c = self.config
@@ -142,9 +156,9 @@ class DistillStage:
         return t
 
     def fuse_pair(self, p: Pair) -> np.ndarray:
-        rgb, ir = _tensors(p, self.device)
+        rgb, ir = pair_tensors(p, self.device)
         fy, ycbcr = self.student_luma(rgb, ir)
-        return _to_u8(ycbcr_to_rgb(torch.cat((fy, ycbcr[:, 1:]), 1)))
+        return to_u8(ycbcr_to_rgb(torch.cat((fy, ycbcr[:, 1:]), 1)))
 
     def validate(self, pairs):
         return _score(pairs, self.fuse_pair)
@@ -195,6 +209,5 @@ def write_model_card(path: Path, model: FusionModel, summary: dict) -> None:
              f"- {c['w_tv']} x smoothness (mean squared neighbour difference)", "",
              "Final: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["final_losses"].items()), "",
              "## Validation (held-out pairs, fast mode as trained)", "",
-             "| " + " | ".join(VAL_METRICS) + " |", "|---" * len(VAL_METRICS) + "|",
-             "| " + " | ".join(f"{val.get(k, float('nan')):.3f}" for k in VAL_METRICS) + " |", ""]
+             markdown_table({"held-out pairs": val}, digits=3)]
     path.write_text("\n".join(lines))

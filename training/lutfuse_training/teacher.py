@@ -15,13 +15,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import TEACHER_CHANNELS, TEACHER_HEADS
+
 TEACHER_FORMAT = "lutfuse-teacher-v1"
 
 
 @dataclass
 class TeacherConfig:
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    heads: int = 4
+    """MM-Net architecture: encoder ``channels`` at four scales, attention ``heads``."""
+
+    channels: list[int] = field(default_factory=lambda: list(TEACHER_CHANNELS))
+    heads: int = TEACHER_HEADS
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
