@@ -40,7 +40,7 @@ setup(
         "rosbags>=0.10",  # rosbag2 read/write in pure Python (bag-export, training from bags)
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "ruff>=0.5"],  # ruff: the linter CI runs (ruff.toml)
         "torch": ["torch>=2.0"],
         # onnx: torch.onnx.export needs it (lutfuse export-onnx, distillation output)
         "training": ["torch>=2.0", "onnx>=1.15", "pyyaml>=6", "tqdm>=4.60"],

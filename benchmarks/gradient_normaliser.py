@@ -117,7 +117,8 @@ def main() -> None:
         scene = (read_ir(ir_p), read_visible(vis_p))
     else:
         scene = synthetic_pair(seed=1, size=(240, 320), night=True)
-    lines += ["## Flicker: a night scene with a hot checker block entering, crossing and leaving it, 60 frames", "",
+    lines += ["## Flicker: a night scene with a hot checker block entering, crossing and "
+              "leaving it, 60 frames", "",
               "## Flicker (mean |F_t - F_t-1| outside the moving object, 8-bit levels)", "",
               "| setting | mean | max |", "|---|---|---|"]
     rows = []

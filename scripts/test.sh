@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv and run the whole test suite (the README's test command; CI runs it too):
-#  1. pytest over test/ (the checkout, pip-installed);
+#  1. ruff, then pytest over test/ and the doctests of the core, stream and params (the
+#     checkout, pip-installed);
 #  2. where ROS 2 (rclpy) is installed: build the package with colcon (messages included)
 #     and run the node tests again from the install space, as `ros2 run` and launch use it;
 #  3. the short ARM64 check of the torch-free runtime (scripts/arm64_check.sh).
@@ -10,8 +11,10 @@ ROOT="$PWD"
 bash scripts/setup.sh
 source scripts/ros_env.sh
 export ROS_HOME="$(mktemp -d)"
-# pytest exits non-zero (5) when it collects no test, so an empty run fails here too.
-.venv/bin/python -m pytest -q test "$@"
+.venv/bin/ruff check .   # the linter (ruff.toml)
+# The suite and the docstring examples (pytest.ini's testpaths). pytest exits non-zero (5)
+# when it collects no test, so an empty run fails here too.
+.venv/bin/python -m pytest -q "$@"
 
 if .venv/bin/python -c "import rclpy" 2>/dev/null; then
   bash scripts/colcon_build.sh
@@ -22,7 +25,7 @@ if .venv/bin/python -c "import rclpy" 2>/dev/null; then
     set +u; . colcon_ws/install/setup.sh; set -u
     cd "$(mktemp -d)"
     LUTFUSE_TEST_INSTALL_SPACE="$ROOT/colcon_ws/install" python -m pytest -q \
-      -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" \
+      -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" -o addopts="" \
       "$ROOT/test/test_node.py" "$ROOT/test/test_robot_loop.py"
   )
 else

@@ -18,7 +18,8 @@ from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 from lutfuse_ros.stream.bagio import BagError, BagReport, read_pairs  # noqa: E402
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
-Image, CompressedImage = TS.types["sensor_msgs/msg/Image"], TS.types["sensor_msgs/msg/CompressedImage"]
+Image = TS.types["sensor_msgs/msg/Image"]
+CompressedImage = TS.types["sensor_msgs/msg/CompressedImage"]
 Header, Time = TS.types["std_msgs/msg/Header"], TS.types["builtin_interfaces/msg/Time"]
 
 

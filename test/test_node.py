@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,7 +324,8 @@ def test_malformed_messages_do_not_stop_the_node(harness, tmp_path):
 
 def test_model_hot_swap_refuses_a_bad_file_and_swaps_a_good_one(harness, tmp_path):
     thermal, rgb = stream_pair()
-    settings = NodeSettings.from_values({"gradient.mode": "per_image"})  # stateless: easy to compare
+    # per_image gradient range: stateless, so the expected images are easy to compute
+    settings = NodeSettings.from_values({"gradient.mode": "per_image"})
     assert harness.set_params(**{"gradient.mode": "per_image"})[0].successful
 
     def fused_now(stamp):

@@ -2,7 +2,8 @@
 JPEG quality 95. Used to send MSRS_train + RoadScene_train (94 MB of PNG) to a GPU machine
 whose transfer limit is 64 MiB; the model card records it.
 
-    python training/pack_data.py ../shared/data/ivif/MSRS_train ../shared/data/ivif/RoadScene_train --out .gpu_data
+    python training/pack_data.py ../shared/data/ivif/MSRS_train \
+        ../shared/data/ivif/RoadScene_train --out .gpu_data
 """
 from __future__ import annotations
 

@@ -1,11 +1,23 @@
-"""ROS-free fusion core: model file, forward pass, thermal scaling, metrics.
+"""ROS-free fusion core: model file, forward pass, preprocessing, thermal scaling, metrics.
 
-Imports numpy, OpenCV, numba and torch only; nothing of ROS and nothing of training.
+Pure functions and small classes over numpy arrays. Needs numpy, OpenCV, numba, SciPy,
+scikit-image (metrics) and PyYAML; the context network runs on ONNX Runtime (or OpenCV DNN)
+from the model file, and torch is imported only by the torch backend and the torch context
+engine. Nothing of ROS, of the stream layer (``lutfuse_ros.stream``) or of training is
+imported here.
+
+Example:
+    >>> from lutfuse_ros.core import Fuser, FusionConfig
+    >>> from lutfuse_ros.core.synthetic import synthetic_pair
+    >>> ir, vis = synthetic_pair(size=(120, 160))
+    >>> Fuser(config=FusionConfig(context_scale=0.125)).fuse(ir, vis).dtype
+    dtype('uint8')
 """
-from .fusion import FusionConfig, FusionInputError, Fuser, check_pair
+from .errors import FusionInputError, InputError
+from .fusion import FusionConfig, Fuser, check_pair
 from .model import (FusionModel, ModelFormatError, convert_official, default_model_path,
                     load_model, save_model)
 
-__all__ = ["FusionConfig", "FusionInputError", "Fuser", "check_pair", "FusionModel",
-           "ModelFormatError", "convert_official", "default_model_path", "load_model",
-           "save_model"]
+__all__ = ["FusionConfig", "FusionInputError", "Fuser", "InputError", "check_pair",
+           "FusionModel", "ModelFormatError", "convert_official", "default_model_path",
+           "load_model", "save_model"]

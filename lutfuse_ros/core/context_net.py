@@ -51,8 +51,8 @@ class ContextNet(nn.Module):
 
     def forward(self, rgb_ir: torch.Tensor) -> torch.Tensor:
         if rgb_ir.ndim != 4 or rgb_ir.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"ContextNet expects (B, {self.config.in_channels}, H, W), got {tuple(rgb_ir.shape)}")
+            raise ValueError(f"ContextNet expects (B, {self.config.in_channels}, H, W), got "
+                             f"{tuple(rgb_ir.shape)}")
         x = self.stem(rgb_ir)
         x = x + self.blocks(x)
         return torch.sigmoid(self.head(x))

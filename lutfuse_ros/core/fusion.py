@@ -98,7 +98,7 @@ def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         >>> check_pair(np.zeros((8, 8), np.uint8), np.zeros((8, 9, 3), np.uint8))
         Traceback (most recent call last):
         ...
-        lutfuse_ros.core.errors.FusionInputError: ir 8x8 and vis 9x8 (WxH) differ in size: register the thermal image to the visible one first
+        lutfuse_ros.core.errors.FusionInputError: ir 8x8 and vis 9x8 (WxH) differ in size: ...
     """
     for name, img in (("ir", ir), ("vis", vis)):
         if not isinstance(img, np.ndarray):

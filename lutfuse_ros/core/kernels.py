@@ -96,9 +96,10 @@ def _split(v: np.float32):
 def lut_along_ir(lut: np.ndarray) -> np.ndarray:
     """Interpolate the table along the IR axis for every uint8 IR value, once per model.
 
-    An 8-bit IR value q sits at coordinate q * LUT_SCALE / 255 = q / 16 exactly, so the innermost lerp of the
-    authors' lookup takes only 256 values: tabulating it turns 16 gathers per pixel into 8,
-    with the same float32 arithmetic. (16, 16, 16, 16) f32 -> (16, 16, 16, 256) f32.
+    An 8-bit IR value q sits at coordinate q * LUT_SCALE / 255 = q / 16 exactly, so the
+    innermost lerp of the authors' lookup takes only 256 values: tabulating it turns 16
+    gathers per pixel into 8, with the same float32 arithmetic.
+    (16, 16, 16, 16) f32 -> (16, 16, 16, 256) f32.
     """
     q = np.arange(256)
     i0 = q // LUT_NODES

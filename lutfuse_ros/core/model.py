@@ -146,6 +146,15 @@ def load_model(path: str | os.PathLike | None = None) -> FusionModel:
     Raises:
         ModelFormatError: the file is missing, not an ``.npz``, of another format version,
             or holds arrays of the wrong shape, dtype or with non-finite values.
+
+    Example:
+        >>> model = load_model()                  # the package's default model
+        >>> model.lut.shape, model.model_id
+        ((16, 16, 16, 16), 'sha256:4609454b23062181')
+        >>> load_model("/no/such/model.npz")
+        Traceback (most recent call last):
+        ...
+        lutfuse_ros.core.model.ModelFormatError: /no/such/model.npz: no such model file
     """
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():

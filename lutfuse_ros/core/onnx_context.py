@@ -44,6 +44,11 @@ def resolve_engine(requested: str, model: FusionModel) -> str:
 
     Raises:
         ValueError: the request cannot be met, saying what is missing.
+
+    Example:
+        >>> from lutfuse_ros.core.model import load_model
+        >>> resolve_engine("auto", load_model())   # the shipped model carries its graph
+        'onnxruntime'
     """
     if requested not in CONTEXT_ENGINES:
         raise ValueError(f"context engine must be one of {CONTEXT_ENGINES}, got {requested!r}")

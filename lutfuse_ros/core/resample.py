@@ -14,6 +14,10 @@ def context_stride(context_scale: float) -> int:
 
     Raises:
         ValueError: ``context_scale`` is not in (0, 1] or not the inverse of an integer.
+
+    Example:
+        >>> context_stride(0.0625), context_stride(1.0)
+        (16, 1)
     """
     if not 0.0 < context_scale <= 1.0:
         raise ValueError(f"context_scale must be in (0, 1], got {context_scale}")
@@ -29,6 +33,10 @@ def context_size(height: int, width: int, stride: int) -> tuple[int, int]:
 
     Raises:
         ValueError: the frame is smaller than 4 context cells in either direction.
+
+    Example:
+        >>> context_size(480, 640, 16)
+        (30, 40)
     """
     ch, cw = height // stride, width // stride
     if min(ch, cw) < 4:

@@ -31,7 +31,7 @@ def check_thermal(img: np.ndarray) -> None:
         >>> check_thermal(np.zeros((2, 3), np.float32))
         Traceback (most recent call last):
         ...
-        lutfuse_ros.core.thermal.ThermalInputError: thermal image must be uint8 or uint16, got float32
+        lutfuse_ros.core.thermal.ThermalInputError: thermal image must be uint8 or uint16, ...
     """
     if not isinstance(img, np.ndarray) or img.ndim != 2:
         raise ThermalInputError(

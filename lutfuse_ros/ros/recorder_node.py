@@ -13,7 +13,8 @@ Parameters: ``bag_path`` (required, must not exist), ``storage`` (mcap|sqlite3),
 ``rgb_compressed`` (subscribe ``rgb/image/compressed`` instead of ``rgb/image``),
 ``thermal_compressed`` (``thermal/image/compressed``, e.g. 16-bit PNG),
 ``min_interval`` (s between recorded pairs), ``min_change`` (skip a pair whose RGB differs
-from the last recorded one by less than this mean grey level at 1/8 size; 0: off), ``max_pairs``, ``max_duration`` (s),
+from the last recorded one by less than this mean grey level at 1/8 size; 0: off),
+``max_pairs``, ``max_duration`` (s),
 ``max_bytes`` (0: no limit; the recorder stops at the first limit reached),
 ``record_status`` (default true), ``sync.*``.
 """

@@ -48,6 +48,14 @@ def image_to_numpy(msg: ImageMessage, allowed: tuple[str, ...] | None = None) ->
         msg: the message (anything with height, width, encoding, is_bigendian, step, data).
         allowed: encodings accepted here; ``None`` accepts every one in :data:`ENCODINGS`.
 
+    Example:
+        >>> from types import SimpleNamespace
+        >>> msg = SimpleNamespace(height=2, width=3, encoding="mono16", is_bigendian=1,
+        ...                       step=8, data=bytes(range(16)))   # 2 bytes of row padding
+        >>> image_to_numpy(msg)
+        array([[   1,  515, 1029],
+               [2057, 2571, 3085]], dtype=uint16)
+
     Returns:
         :math:`(H, W)` for one channel or :math:`(H, W, C)`, uint8 or native-order uint16.
 

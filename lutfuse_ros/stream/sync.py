@@ -95,7 +95,13 @@ class SyncStats:
 
 
 def stamp_to_ns(stamp) -> int:
-    """``builtin_interfaces/Time`` -> integer nanoseconds."""
+    """``builtin_interfaces/Time`` -> integer nanoseconds.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> stamp_to_ns(SimpleNamespace(sec=3, nanosec=250_000_000))
+        3250000000
+    """
     return int(stamp.sec) * _NS + int(stamp.nanosec)
 
 

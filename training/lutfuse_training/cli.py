@@ -2,7 +2,8 @@
 
     lutfuse-train teacher --config training/configs/default.yaml --data DIR [DIR ...] --out RUN
     lutfuse-train distill --config ... --teacher RUN/teacher.pt --data DIR [DIR ...] --out RUN
-    lutfuse-train compare --model RUN/model.npz --teacher RUN/teacher.pt --data TEST_DIR ... --out DIR
+    lutfuse-train compare --model RUN/model.npz --teacher RUN/teacher.pt --data TEST_DIR ...
+        --out DIR
 
 Options come from the YAML config; ``--set name=value`` (repeatable) and the dedicated flags
 override it. Exit codes: 0 done, 2 bad input (message on stderr, no traceback).

@@ -35,7 +35,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     sbb = F.conv2d(b * b, w) - mu_b ** 2
     sab = F.conv2d(a * b, w) - mu_a * mu_b
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / \
+        ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
     return s.mean()
 
 

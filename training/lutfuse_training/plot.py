@@ -16,7 +16,8 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], path: str | Pa
     w, h = size
     left, right, top, bottom = 70, 170, 40, 40
     img = np.full((h, w, 3), 255, np.uint8)
-    pts = {k: (np.asarray(x, float), np.asarray(y, float)) for k, (x, y) in series.items() if len(x)}
+    pts = {k: (np.asarray(x, float), np.asarray(y, float))
+           for k, (x, y) in series.items() if len(x)}
     ys = np.concatenate([y[np.isfinite(y) & ((y > 0) if log_y else True)] for _, y in pts.values()]
                         or [np.ones(1)])
     f = (lambda v: np.log10(np.maximum(v, 1e-12))) if log_y else (lambda v: v)

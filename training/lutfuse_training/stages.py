@@ -82,7 +82,8 @@ class TeacherStage:
         return t
 
     def validate(self, pairs):
-        return _score(pairs, lambda p: to_u8(teacher_fuse_rgb(self.net, *pair_tensors(p, self.device))))
+        return _score(pairs, lambda p: to_u8(teacher_fuse_rgb(self.net,
+                                                              *pair_tensors(p, self.device))))
 
     def finish(self, run_dir: Path, summary: dict) -> None:
         save_teacher(self.net, run_dir / "teacher.pt")
@@ -168,7 +169,8 @@ class DistillStage:
                  for k, v in self.context.state_dict().items()}
         meta = {"name": "lutfuse_ros distilled MM-LUT",
                 "licence": "Apache-2.0 (lutfuse_ros); trained on MSRS and RoadScene pairs",
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds"),
                 "training": {"data": self.data_names, "config": self.config.to_dict(),
                              **(summary or {})}}
         return FusionModel(lut=self.lut.detach().cpu().numpy().astype(np.float32),

@@ -5,7 +5,8 @@ After the paper's overview figure (the network was not released): one encoder pe
 path merges the two modalities; at the bottleneck each modality attends to the other
 (multi-head cross-attention, so a hot target in IR can pull in the visible context around it
 and vice versa); a decoder up-samples and merges the skips back to full resolution.
-Output: fused luma (clamp to [0, 1] for an image). Trained without ground truth (``losses.teacher_losses``).
+Output: fused luma (clamp to [0, 1] for an image). Trained without ground truth
+(``losses.teacher_losses``).
 """
 from __future__ import annotations
 
