@@ -14,11 +14,19 @@ from .resample import bilinear_taps, context_size, context_stride
 
 GRAD_EPS = 1e-8
 
+
+def _check_bchw(t: torch.Tensor, channels: int, name: str) -> None:
+    """Raise ValueError unless ``t`` is a :math:`(B, channels, H, W)` tensor."""
+    if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != channels:
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{name} must be a (B, {channels}, H, W) tensor, got {shape}")
+
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """BT.601 full-range RGB -> YCbCr.
 
     Shape: :math:`(B, 3, H, W)` in [0, 1] -> :math:`(B, 3, H, W)`, Cb and Cr centred on 0.5.
     """
+    _check_bchw(rgb, 3, "rgb")
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     y = r * 0.299 + g * 0.587 + b * 0.114
     cb = 0.5 - r * 0.168736 - g * 0.331264 + b * 0.5
@@ -28,6 +36,7 @@ def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
 
 def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`rgb_to_ycbcr`. Shape: :math:`(B, 3, H, W)` -> :math:`(B, 3, H, W)`."""
+    _check_bchw(ycbcr, 3, "ycbcr")
     y, cb, cr = ycbcr[:, 0], ycbcr[:, 1] - 0.5, ycbcr[:, 2] - 0.5
     return torch.stack((y + cr * 1.402, y - cb * 0.344136 - cr * 0.714136, y + cb * 1.772), dim=1)
 
@@ -45,6 +54,7 @@ def sobel_magnitude(y: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
         >>> sobel_magnitude(y)[0, 0, 1]
         tensor([0., 4., 4., 4.])
     """
+    _check_bchw(y, 1, "y")
     kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
                       dtype=y.dtype, device=y.device)
     k = torch.stack((kx, kx.t())).unsqueeze(1)  # (2, 1, 3, 3): d/dx and d/dy
@@ -64,20 +74,25 @@ def minmax_normalise(g: torch.Tensor) -> torch.Tensor:
     return (g - lo) / (hi - lo + GRAD_EPS)
 
 
-def quadrilinear_lookup(lut: torch.Tensor, y: torch.Tensor, g: torch.Tensor, s: torch.Tensor,
-                        i: torch.Tensor) -> torch.Tensor:
+def quadrilinear_lookup(lut: torch.Tensor, luma: torch.Tensor, gradient: torch.Tensor,
+                        context: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
     """Quadrilinear interpolation in the 4-D table, differentiable in ``lut`` and the inputs.
 
     Args:
-        lut: :math:`(N, N, N, N)` table, axes ``[y, g, s, i]``.
-        y, g, s, i: same-shape tensors (any shape) of values in [0, 1].
+        lut: :math:`(N, N, N, N)` table, axes ``[luma, gradient, context, ir]``.
+        luma, gradient, context, ir: same-shape tensors (any shape) of values in [0, 1].
 
     Returns:
         Tensor of the inputs' shape. Coordinates are ``v * 255 / 16``; the upper neighbour
         index is clamped to ``N - 1`` as in the authors' code (the table is flat above 240).
     """
+    if lut.ndim != 4 or len(set(lut.shape)) != 1:
+        raise ValueError(f"lut must be (N, N, N, N), got {tuple(lut.shape)}")
+    if not luma.shape == gradient.shape == context.shape == ir.shape:
+        raise ValueError("luma, gradient, context and ir must have one shape, got "
+                         f"{[tuple(t.shape) for t in (luma, gradient, context, ir)]}")
     n = lut.shape[0]
-    coords = [t * LUT_SCALE for t in (y, g, s, i)]
+    coords = [t * LUT_SCALE for t in (luma, gradient, context, ir)]
     lo = [torch.floor(c).clamp(0, n - 1) for c in coords]
     frac = [c - f for c, f in zip(coords, lo)]
     lo_i = [f.long() for f in lo]
@@ -140,6 +155,9 @@ def fuse_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor
         ``(fused_y, ycbcr)``: :math:`(B, 1, H, W)` fused luma (not clamped) and the visible
         image's :math:`(B, 3, H, W)` YCbCr.
     """
+    _check_bchw(ir, 1, "ir")
+    if ir.shape[-2:] != rgb.shape[-2:]:
+        raise ValueError(f"ir {tuple(ir.shape)} and rgb {tuple(rgb.shape)} differ in size")
     ycbcr = rgb_to_ycbcr(rgb)
     y = ycbcr[:, :1]
     g = sobel_magnitude(y)

@@ -25,6 +25,8 @@ from .plot import line_plot
 
 CHECKPOINT = "{stage}_checkpoint.pt"
 
+LOG_BOOKKEEPING = ("step", "lr", "elapsed_s", "skipped")  # log columns that are not losses
+
 
 class Stage(Protocol):
     name: str
@@ -93,8 +95,7 @@ def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: li
                     "log": log, "val_log": val_log}, ckpt_path)
         _write_rows(run_dir / f"{stage.name}_log.csv", log)
         _write_rows(run_dir / f"{stage.name}_val.csv", val_log)
-        terms = [k for k in (log[0] if log else {})
-                 if k not in ("step", "lr", "elapsed_s", "skipped")]
+        terms = [k for k in (log[0] if log else {}) if k not in LOG_BOOKKEEPING]
         line_plot({k: ([r["step"] for r in log], [r[k] for r in log]) for k in terms},
                   run_dir / f"{stage.name}_loss_curve.png", f"{stage.name}: training losses")
 
@@ -158,8 +159,7 @@ def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: li
                "stopped_early": stopped_early, "train_seconds": round(time.monotonic() - t0, 1),
                "skipped_steps": sum(r.get("skipped", 0) for r in log),
                "device": device, "final_losses": {k: v for k, v in (log[-1] if log else {}).items()
-                                                  if k not in ("step", "lr", "elapsed_s",
-                                                               "skipped")},
+                                                  if k not in LOG_BOOKKEEPING},
                "validation": val_log[-1] if val_log else {}}
     stage.finish(run_dir, summary)
     return summary
