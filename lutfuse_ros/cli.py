@@ -150,6 +150,59 @@ def cmd_bag_export(args) -> int:
     return EXIT_SKIPPED if lost else EXIT_OK
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, got {text!r}") from None
+    return w, h
+
+
+def cmd_calibrate(args) -> int:
+    from tqdm import tqdm
+
+    from . import calibrate as cal
+    from .core.calibration import estimate_homography
+
+    pairs: list = []
+    if args.bag is not None:
+        pairs = cal.bag_pairs(args.bag, args.thermal_topic, args.rgb_topic, args.every,
+                              args.max_pairs)
+    elif args.ir is not None:
+        pairs, skipped = cal.folder_pairs(args.ir, args.vis, args.max_pairs)
+        for name in skipped:
+            print(f"skipped (no partner): {name}", file=sys.stderr)
+    if args.points is not None:
+        sizes = [(p[0].shape[1], p[0].shape[0], p[1].shape[1], p[1].shape[0]) for p in pairs]
+        th = args.thermal_size or (sizes[0][:2] if sizes else None)
+        rgb = args.rgb_size or (sizes[0][2:] if sizes else None)
+        if th is None or rgb is None:
+            print("lutfuse calibrate: error: --points needs --thermal-size and --rgb-size "
+                  "(or --ir/--vis pairs to take them from)", file=sys.stderr)
+            return EXIT_ERROR
+        result = cal.from_points(args.points, th, rgb, pairs)
+    else:
+        if not pairs:
+            print("lutfuse calibrate: error: no image pairs (give --ir and --vis, --bag, or "
+                  "--points)", file=sys.stderr)
+            return EXIT_ERROR
+        with tqdm(desc="calibrate", unit="step") as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+            result = estimate_homography(pairs, progress)
+    print(cal.report(result))
+    if args.overlay is not None and pairs:
+        cal.write_overlay(pairs, result, args.overlay)
+        print(f"overlay: {args.overlay}")
+    if not result.confident:
+        print(f"not written: {args.out} (the result is not confident)", file=sys.stderr)
+        return EXIT_SKIPPED
+    cal.save(result, args.out)
+    print(f"wrote {args.out}: use it with -p registration.calibration_file:={args.out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lutfuse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +263,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="16-bit thermal to 8 bit, as the node (fixed uses the full range)")
     p.set_defaults(func=cmd_bag_export)
 
+    p = sub.add_parser("calibrate", help="thermal -> RGB homography of a camera rig from "
+                       "recorded pairs (targetless) or corresponding points; writes the node's "
+                       "calibration file (exit 0 only when confident)")
+    src = p.add_argument_group("pairs (one source)")
+    src.add_argument("--ir", type=Path, default=None, help="folder of thermal images (8-bit, "
+                     "or 16-bit counts: mapped by the node's percentile AGC)")
+    src.add_argument("--vis", type=Path, default=None, help="folder of RGB images (same names)")
+    src.add_argument("--bag", type=Path, default=None, help="rosbag2 (folder, .mcap or .db3)")
+    src.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC)
+    src.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC)
+    src.add_argument("--every", type=int, default=30, help="bag: use every N-th pair")
+    src.add_argument("--max-pairs", type=int, default=6,
+                     help="pairs to use at most (spread over the input)")
+    p.add_argument("--points", type=Path, default=None,
+                   help="corresponding points instead of the search: lines of 'x_thermal "
+                        "y_thermal x_rgb y_rgb' (e.g. clicked, or a heated checkerboard)")
+    p.add_argument("--thermal-size", type=_size, default=None, help="WxH (with --points)")
+    p.add_argument("--rgb-size", type=_size, default=None, help="WxH (with --points)")
+    p.add_argument("--out", type=Path, required=True, help="calibration file to write (.yaml)")
+    p.add_argument("--overlay", type=Path, default=None,
+                   help="picture to check the fit: before | after per pair (PNG)")
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("demo", help="fuse the embedded procedural pairs into a mosaic PNG")
     p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"))
     p.add_argument("--count", type=int, default=4)
@@ -222,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .core import FusionInputError, ModelFormatError
+
+    if args.command == "calibrate" and args.ir is not None and args.vis is None:
+        print("lutfuse calibrate: error: --ir needs --vis", file=sys.stderr)
+        return EXIT_ERROR
 
     try:
         return args.func(args)

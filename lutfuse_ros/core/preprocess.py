@@ -211,6 +211,8 @@ class Registration:
         crop: thermal region (x, y, width, height) for ``"crop_resize"``.
         thermal_size: expected thermal (width, height); frames of another size are refused,
             since a calibration is only valid for the resolution it was made at.
+        rgb_size: the same for the RGB frames.
+        estimate: what the calibration rests on (``lutfuse calibrate``), for reports.
 
     Pixels of the RGB image that the thermal camera does not see get IR value 0 (cold), so
     the fusion shows the visible image there.
@@ -225,6 +227,8 @@ class Registration:
     homography: np.ndarray | None = None
     crop: tuple[int, int, int, int] | None = None
     thermal_size: tuple[int, int] | None = None
+    rgb_size: tuple[int, int] | None = None
+    estimate: dict = field(default_factory=dict)
     _maps: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -250,6 +254,8 @@ class Registration:
             self.crop = tuple(int(v) for v in self.crop)
         if self.thermal_size is not None:
             self.thermal_size = (int(self.thermal_size[0]), int(self.thermal_size[1]))
+        if self.rgb_size is not None:
+            self.rgb_size = (int(self.rgb_size[0]), int(self.rgb_size[1]))
 
     @classmethod
     def from_config(cls, config: RegistrationConfig) -> "Registration":
@@ -270,6 +276,9 @@ class Registration:
             homography: [h00, h01, h02, h10, h11, h12, h20, h21, h22]
             crop: [x, y, width, height]     # crop_resize only
             thermal_size: [640, 512]        # optional: refuse frames of another size
+            rgb_size: [1280, 1024]          # optional: refuse RGB frames of another size
+            estimate: {...}                 # optional: what lutfuse calibrate measured
+                                            # (kept as ``self.estimate``, not used to warp)
         """
         import yaml
 
@@ -280,13 +289,23 @@ class Registration:
             raise RegistrationError(f"cannot read calibration file {path}: {exc}") from None
         if not isinstance(data, dict):
             raise RegistrationError(f"calibration file {path} must hold a mapping")
-        unknown = set(data) - {"mode", "homography", "crop", "thermal_size"}
+        unknown = set(data) - {"mode", "homography", "crop", "thermal_size", "rgb_size",
+                               "estimate"}
         if unknown:
             raise RegistrationError(f"calibration file {path}: unknown keys {sorted(unknown)}")
+        for key in ("thermal_size", "rgb_size"):
+            v = data.get(key)
+            if v is not None and not (isinstance(v, list) and len(v) == 2 and
+                                      all(isinstance(x, int) and x > 0 for x in v)):
+                raise RegistrationError(f"calibration file {path}: {key} must be [width, "
+                                        f"height] in pixels, got {v!r}")
+        if data.get("estimate") is not None and not isinstance(data["estimate"], dict):
+            raise RegistrationError(f"calibration file {path}: estimate must be a mapping")
         mode = data.get("mode", "homography" if "homography" in data else "resize")
         try:
             return cls(mode=mode, homography=data.get("homography"), crop=data.get("crop"),
-                       thermal_size=data.get("thermal_size"))
+                       thermal_size=data.get("thermal_size"), rgb_size=data.get("rgb_size"),
+                       estimate=data.get("estimate") or {})
         except RegistrationError as exc:
             raise RegistrationError(f"calibration file {path}: {exc}") from None
 
@@ -298,6 +317,10 @@ class Registration:
             raise RegistrationError(
                 f"thermal frame is {tw}x{th} but the registration is calibrated for "
                 f"{self.thermal_size[0]}x{self.thermal_size[1]}")
+        if self.rgb_size is not None and (w, h) != self.rgb_size:
+            raise RegistrationError(
+                f"RGB frame is {w}x{h} but the registration is calibrated for "
+                f"{self.rgb_size[0]}x{self.rgb_size[1]}")
         if self.mode == "none":
             if (tw, th) != (w, h):
                 raise RegistrationError(

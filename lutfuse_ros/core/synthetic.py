@@ -60,3 +60,55 @@ def demo_pairs(count: int = 4, size: tuple[int, int] = (480, 640)):
     """``count`` pairs alternating day and night: list of ``(name, ir, vis_rgb)``."""
     return [(f"synthetic_{i:02d}_{'night' if i % 2 else 'day'}",
              *synthetic_pair(seed=i, size=size, night=bool(i % 2))) for i in range(count)]
+
+
+def random_thermal_view(rgb_size: tuple[int, int], thermal_size: tuple[int, int],
+                        rng: np.random.Generator, coverage: tuple[float, float] = (0.5, 0.9),
+                        max_angle_deg: float = 4.0, keystone: float = 0.03) -> np.ndarray:
+    """A random thermal camera view inside an RGB image, as a 3x3 thermal -> RGB homography.
+
+    The view spans ``coverage`` of the RGB width (same aspect as the thermal sensor), is
+    rotated by up to ``max_angle_deg``, shifted at random within the RGB image, and its
+    corners moved by up to ``keystone`` of its width (a small perspective).
+    """
+    w, h = rgb_size
+    tw, th = thermal_size
+    vw = rng.uniform(*coverage) * w
+    vh = vw * th / tw
+    if vh > 0.95 * h:  # a tall sensor in a wide image: limit by height instead
+        vh = rng.uniform(0.5, 0.9) * h
+        vw = vh * tw / th
+    a = np.deg2rad(rng.uniform(-max_angle_deg, max_angle_deg))
+    half = np.array([[-vw, -vh], [vw, -vh], [vw, vh], [-vw, vh]]) / 2
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    quad = half @ rot.T + rng.uniform(-keystone, keystone, (4, 2)) * vw
+    fit = min(1.0, (w - 6) / np.ptp(quad[:, 0]), (h - 6) / np.ptp(quad[:, 1]))
+    quad = quad * fit  # rotation and keystone must not push the view out of the RGB image
+    ext = np.ptp(quad, axis=0) / 2
+    centre = [rng.uniform(ext[0] + 2, w - ext[0] - 2), rng.uniform(ext[1] + 2, h - ext[1] - 2)]
+    src = np.array([[0, 0], [tw, 0], [tw, th], [0, th]], np.float32) - 0.5
+    dst = (quad + centre).astype(np.float32) - 0.5
+    return cv2.getPerspectiveTransform(src, dst).astype(np.float64)
+
+
+def reimage_thermal(ir_registered: np.ndarray, h_thermal_to_rgb: np.ndarray,
+                    thermal_size: tuple[int, int], counts16: bool = False,
+                    rng: np.random.Generator | None = None) -> np.ndarray:
+    """What a thermal camera with that view would see of a registered IR image.
+
+    ``counts16``: return 16-bit raw counts (a radiometric-looking gain and offset, plus
+    sensor noise) instead of 8 bits. (H, W) uint8 -> (th, tw) uint8 or uint16.
+    """
+    # Blur to the thermal pixel size first (a thermal pixel covers several RGB pixels).
+    rgb_per_thermal = float(np.sqrt(abs(np.linalg.det(h_thermal_to_rgb[:2, :2]))))
+    src = ir_registered
+    if rgb_per_thermal > 1.2:
+        src = cv2.GaussianBlur(src, (0, 0), 0.5 * rgb_per_thermal)
+    out = cv2.warpPerspective(src, h_thermal_to_rgb, thermal_size,
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REFLECT)
+    if not counts16:
+        return out
+    rng = rng if rng is not None else np.random.default_rng(0)
+    counts = out.astype(np.float32) * 24.0 + 21000.0 + rng.normal(0, 12.0, out.shape)
+    return np.clip(counts, 0, 65535).astype(np.uint16)

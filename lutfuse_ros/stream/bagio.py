@@ -159,10 +159,11 @@ def scan_mcap(path: Path) -> Iterator[tuple[str, str, bytes]]:
 def read_pairs(bag: str | Path, thermal_topic: str = DEFAULT_THERMAL_TOPIC,
                rgb_topic: str = DEFAULT_RGB_TOPIC, slop: float = SyncConfig.slop,
                thermal_offset: float = SyncConfig.thermal_offset,
-               pre: Preprocessor | None = None, report: BagReport | None = None
+               pre: Preprocessor | None = None, report: BagReport | None = None,
+               register: bool = True
                ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(rgb_stamp_ns, ir (H, W) uint8, rgb (H, W, 3) uint8)`` per synchronised pair,
-    the IR registered into the RGB frame.
+    the IR registered into the RGB frame (``register=False``: AGC only, at the thermal size).
 
     Raises:
         BagError: the bag does not open, or a topic is missing or not an image topic.
@@ -183,7 +184,7 @@ def read_pairs(bag: str | Path, thermal_topic: str = DEFAULT_THERMAL_TOPIC,
             raise BagError(f"{bag}: cannot open as a rosbag2 ({problem})") from None
         report.read_error = f"damaged bag ({problem}); read front to back"
         yield from _pairs_from_scan(mcap, thermal_topic, rgb_topic, slop, thermal_offset, pre,
-                                    report, typestore)
+                                    report, typestore, register)
         return
     try:
         recorded = _recording_config(reader, typestore)
@@ -216,7 +217,7 @@ def read_pairs(bag: str | Path, thermal_topic: str = DEFAULT_THERMAL_TOPIC,
                 role, compressed, msgtype = conns[conn.id]
                 yield conn.topic, role, compressed, msgtype, raw
 
-        yield from _pair(stream(), slop, thermal_offset, pre, report, typestore)
+        yield from _pair(stream(), slop, thermal_offset, pre, report, typestore, register)
     finally:
         reader.close()
 
@@ -237,7 +238,7 @@ def _recording_config(reader, typestore) -> dict:
 
 
 def _pairs_from_scan(mcap, thermal_topic, rgb_topic, slop, thermal_offset, pre, report,
-                     typestore):
+                     typestore, register):
     roles = {thermal_topic: THERMAL, rgb_topic: RGB}
 
     def stream():
@@ -250,10 +251,10 @@ def _pairs_from_scan(mcap, thermal_topic, rgb_topic, slop, thermal_offset, pre, 
         except Exception as exc:  # noqa: BLE001 - garbage inside a record
             report.read_error = (report.read_error or "") + f"; scan stopped: {exc}"
 
-    yield from _pair(stream(), slop, thermal_offset, pre, report, typestore)
+    yield from _pair(stream(), slop, thermal_offset, pre, report, typestore, register)
 
 
-def _pair(stream, slop, thermal_offset, pre, report, typestore):
+def _pair(stream, slop, thermal_offset, pre, report, typestore, register=True):
     """Deserialise, decode, synchronise and preprocess a stream of raw messages."""
     sync = ApproximateTimePolicy(queue_size=30, slop=slop, thermal_offset=thermal_offset,
                                  reset_jump=3600.0)
@@ -271,7 +272,8 @@ def _pair(stream, slop, thermal_offset, pre, report, typestore):
             continue
         rgb = pair.rgb
         try:
-            ir = pre.thermal(pair.thermal, (rgb.shape[1], rgb.shape[0]))
+            ir = pre.thermal(pair.thermal, (rgb.shape[1], rgb.shape[0])) if register \
+                else pre.agc(pair.thermal)
         except InputError as exc:
             report.undecodable += 1
             report.note(f"pair at {pair.rgb_stamp_ns}: {exc}")
