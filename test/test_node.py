@@ -275,6 +275,10 @@ def test_silent_camera_is_an_error_within_a_second_and_recovers(harness):
     values = {kv.key: kv.value for s in last.status for kv in s.values}
     assert float(values["latency p99 (ms)"]) > 0 and values["model id"].startswith("sha256:")
     assert "context net on onnxruntime" in values["engine"]  # the torch-free engine by default
+    # registration health: the first fused pair was scored (registered procedural pair)
+    reg = next(st for st in last.status if st.name.endswith("registration"))
+    assert reg.level == DiagnosticStatus.OK and reg.message.startswith("fit ")
+    assert float({kv.key: kv.value for kv in reg.values}["score"]) > 0.3
 
 
 def test_malformed_messages_do_not_stop_the_node(harness, tmp_path):
@@ -389,6 +393,7 @@ def test_status_message_reports_model_inputs_and_the_newest_frame(harness):
     assert 0 <= status.thermal_silent_s < 2 and 0 <= status.rgb_silent_s < 2
     assert 0 < status.latency_p50_ms <= status.latency_p99_ms
     assert counts.min() - 20 <= status.agc_low < status.agc_high <= counts.max() + 20
+    assert status.registration_score > 0.3  # scored on the first pair (period 5 s)
 
 
 def test_node_runs_without_torch(harness, tmp_path):

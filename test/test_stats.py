@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from lutfuse_ros.stream.stats import (Level, ModelInfo, NodeStats, RateMeter, diagnostic_groups,
+from lutfuse_ros.stream.stats import (Level, ModelInfo, NodeStats, RateMeter,
+                                      RegistrationInfo, diagnostic_groups, registration_group,
                                       status_fields)
 from lutfuse_ros.stream.sync import RGB, THERMAL, SyncStats
 
@@ -120,3 +121,21 @@ def test_stats_take_messages_from_two_threads():
         stats.snapshot(k * 1e-4, 0.4)
     thread.join()
     assert stats.fused == 5000 and len(stats.rates[THERMAL].times) == 1000
+
+
+def test_registration_is_checked_at_its_period_and_warns_below_half_the_calibrated_fit():
+    stats = NodeStats()
+    assert stats.registration_due(0.0, 5.0) and not stats.registration_due(4.9, 5.0)
+    assert stats.registration_due(5.0, 5.0) and not NodeStats().registration_due(0.0, 0.0)
+    calibrated = RegistrationInfo("homography", "/data/rig.yaml", calibrated_score=0.42)
+    assert registration_group(stats.snapshot(5, 0.4), calibrated).message == "not checked yet"
+    stats.registration_checked(0.40)
+    good = registration_group(stats.snapshot(5, 0.4), calibrated)
+    assert good.level == Level.OK and good.message == "fit 0.400"
+    stats.registration_checked(0.15)  # the rig was bumped
+    bad = registration_group(stats.snapshot(10, 0.4), calibrated)
+    assert bad.level == Level.WARN and "0.150 < 0.210" in bad.message
+    assert registration_group(stats.snapshot(10, 0.4), RegistrationInfo("resize")).level \
+        == Level.OK  # no calibration: only a fit below 0.1 warns
+    values = status_fields(stats.snapshot(10, 0.4), SyncStats(received=[0, 0]), 0, MODEL, None)
+    assert values["registration_score"] == pytest.approx(0.15)

@@ -41,10 +41,12 @@ class QosSettings:
 
 @dataclass(frozen=True)
 class DiagnosticsSettings:
-    """``/diagnostics`` period and the silence (s) after which a camera is an error."""
+    """``/diagnostics`` period, the silence (s) after which a camera is an error, and how
+    often (s) the registration's fit is scored (0: never)."""
 
     period: float = 0.5
     input_timeout: float = 0.4
+    registration_period: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,10 @@ PARAMS: tuple[Param, ...] = (
           range=(0.05, 10.0)),
     Param("diagnostics.input_timeout", "A camera silent this long (s) is reported as an "
           "error (with the 0.5 s period: within 0.9 s).", range=(0.05, 60.0)),
+    Param("diagnostics.registration_period", "Seconds between checks of how well the "
+          "registered thermal fits the visible image (the score of lutfuse calibrate, ~15 ms "
+          "per check at 640x480); it warns below half the calibrated score. 0: off.",
+          range=(0.0, 3600.0)),
     Param("status.period", "Seconds between fused/status (FusionStatus) messages.",
           read_only=True, range=(0.05, 60.0)),
 )

@@ -58,6 +58,7 @@ class FusedFrame:
         image: :math:`(H, W, 3)` or :math:`(H, W)` uint8, in ``encoding``.
         encoding: a sensor_msgs encoding (``rgb8``, ``bgr8``, ``mono8``).
         thermal_8bit: :math:`(H, W)` uint8, the thermal image registered into the RGB frame.
+        visible: the decoded visible image (a view of the message's buffer).
         timings: milliseconds per fusion stage.
     """
 
@@ -65,6 +66,7 @@ class FusedFrame:
     encoding: str
     thermal_8bit: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    visible: np.ndarray | None = None
 
 
 def convert_output(img: np.ndarray, order: str, encoding: str) -> tuple[np.ndarray, str]:
@@ -133,4 +135,4 @@ class FramePipeline:
         fused = self.fuser.fuse(ir8, vis, vis_order="rgb" if order == "gray" else order,
                                 timings=timings, gradient=self.pre.gradient)
         image, encoding = convert_output(fused, order, self.output_encoding)
-        return FusedFrame(image, encoding, ir8, timings)
+        return FusedFrame(image, encoding, ir8, timings, vis)

@@ -7,6 +7,7 @@ node only copies them into messages, and everything here is tested on made-up ti
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class StatsSnapshot:
         offset_mean_ms, offset_abs_max_ms: RGB minus thermal stamp of recent pairs.
         bad_inputs, last_error: pairs refused as bad input, and the newest reason.
         last_header: header of the newest fused frame (``None`` before the first).
+        registration_score: the newest fit of the registered thermal to the visible image
+            (NaN before the first check).
     """
 
     rate_hz: tuple[float, float]
@@ -83,6 +86,7 @@ class StatsSnapshot:
     bad_inputs: int
     last_error: str
     last_header: Any
+    registration_score: float = float("nan")
 
 
 class NodeStats:
@@ -113,6 +117,8 @@ class NodeStats:
         self.bad_inputs = 0
         self.last_error = ""
         self.last_header: Any = None
+        self.registration_score = float("nan")
+        self._last_check: float | None = None
 
     def message(self, topic: Topic, now: float) -> None:
         """A camera message of ``topic`` arrived at ``now`` (monotonic s)."""
@@ -127,6 +133,16 @@ class NodeStats:
             self.latency_ms.append(latency_s * 1e3)
             self.offsets_ms.append(offset_ns / 1e6)
             self.last_header = header
+
+    def registration_due(self, now: float, period: float) -> bool:
+        """Whether to score the registration now (every ``period`` s; 0: never)."""
+        if period <= 0 or (self._last_check is not None and now - self._last_check < period):
+            return False
+        self._last_check = now
+        return True
+
+    def registration_checked(self, score: float) -> None:
+        self.registration_score = float(score)
 
     def bad_input(self, error: str) -> None:
         """A pair was refused as bad input (the reason is kept)."""
@@ -158,7 +174,7 @@ class NodeStats:
                 latency_p99_ms=float(np.percentile(lat, 99)),
                 offset_mean_ms=float(off.mean()), offset_abs_max_ms=float(np.abs(off).max()),
                 bad_inputs=self.bad_inputs, last_error=self.last_error,
-                last_header=self.last_header)
+                last_header=self.last_header, registration_score=self.registration_score)
 
 
 @dataclass(frozen=True)
@@ -172,6 +188,15 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class RegistrationInfo:
+    """The registration in use: mode, its calibration file and the score it was made with."""
+
+    mode: str
+    calibration_file: str = ""
+    calibrated_score: float = float("nan")  # score_after of lutfuse calibrate, if known
+
+
+@dataclass(frozen=True)
 class DiagnosticGroup:
     """One ``diagnostic_msgs/DiagnosticStatus``: level, name suffix, message, key/values."""
 
@@ -181,9 +206,28 @@ class DiagnosticGroup:
     values: list[tuple[str, str]] = field(default_factory=list)
 
 
+def registration_group(snap: StatsSnapshot, reg: RegistrationInfo) -> DiagnosticGroup:
+    """Registration health: WARN when the fit falls below half of the calibrated score (rig
+    bumped, wrong file, wrong cameras), or below 0.1 without a calibrated score."""
+    score, ref = snap.registration_score, reg.calibrated_score
+    values = [("mode", reg.mode), ("calibration file", reg.calibration_file or "(none)"),
+              ("score", f"{score:.3f}"), ("calibrated score", f"{ref:.3f}")]
+    if math.isnan(score):
+        return DiagnosticGroup(Level.OK, "registration", "not checked yet", values)
+    floor = 0.5 * ref if not math.isnan(ref) else 0.1
+    if score < floor:
+        return DiagnosticGroup(Level.WARN, "registration",
+                               f"thermal fits the visible image poorly: score {score:.3f} < "
+                               f"{floor:.3f} (rig moved, wrong calibration file or cameras?)"
+                               " - recalibrate: lutfuse calibrate", values)
+    return DiagnosticGroup(Level.OK, "registration", f"fit {score:.3f}", values)
+
+
 def diagnostic_groups(snap: StatsSnapshot, sync: SyncStats, dropped: int,
-                      model: ModelInfo) -> list[DiagnosticGroup]:
-    """The four groups of the node's ``/diagnostics``: inputs, sync, processing, model."""
+                      model: ModelInfo, registration: RegistrationInfo | None = None
+                      ) -> list[DiagnosticGroup]:
+    """The groups of the node's ``/diagnostics``: inputs, sync, processing, model and
+    (given its info) registration."""
     inputs = []
     for topic in (THERMAL, RGB):
         label, silent = topic.name.lower(), snap.silent_s[topic]
@@ -215,7 +259,7 @@ def diagnostic_groups(snap: StatsSnapshot, sync: SyncStats, dropped: int,
                         text(processing)),
         DiagnosticGroup(Level.OK if model.state == "loaded" else Level.WARN, "model",
                         model.state, text(model_values)),
-    ]
+    ] + ([registration_group(snap, registration)] if registration is not None else [])
 
 
 def status_fields(snap: StatsSnapshot, sync: SyncStats, dropped: int, model: ModelInfo,
@@ -234,4 +278,5 @@ def status_fields(snap: StatsSnapshot, sync: SyncStats, dropped: int, model: Mod
                 sync_offset_ms=snap.offset_mean_ms, pairs_synced=sync.pairs,
                 unmatched_messages=sync.unmatched, pairs_fused=snap.fused,
                 pairs_dropped=dropped, bad_inputs=snap.bad_inputs, last_error=snap.last_error,
-                fused_rate_hz=snap.fused_rate_hz, agc_low=low, agc_high=high)
+                fused_rate_hz=snap.fused_rate_hz, agc_low=low, agc_high=high,
+                registration_score=snap.registration_score)
