@@ -47,6 +47,7 @@ setup(
         # ROS 2 Kilted from PyPI, for machines without a ROS install (x86-64 only). Robots
         # use their apt-installed ROS 2 instead and skip this extra.
         "ros": ["ros-rclpy==9.1.2", "ros-sensor-msgs==5.5.1", "ros-diagnostic-msgs==5.5.1",
+                "ros-std-srvs==5.5.1",
                 "ros-rmw-fastrtps-cpp==9.3.3", "pyyaml>=6"],
     },
     entry_points={"console_scripts": [

@@ -27,6 +27,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from lutfuse_ros.core import load_model, save_model  # noqa: E402
+from lutfuse_ros.core.preprocess import Registration  # noqa: E402
 from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible  # noqa: E402
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 from lutfuse_ros.stream.codec import image_to_numpy, numpy_to_image  # noqa: E402
@@ -422,3 +423,50 @@ def test_node_runs_without_torch(harness, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_calibrate_service_estimates_writes_and_swaps_the_registration(harness, tmp_path):
+    """``~/calibrate`` (std_srvs/Trigger) on a stream from an uncalibrated rig: the node
+    collects pairs, estimates the homography, writes the calibration file and swaps the
+    registration in through registration.calibration_file (refuse-or-swap)."""
+    from std_srvs.srv import Trigger
+
+    from lutfuse_ros.core.calibration import corner_error
+    from lutfuse_ros.core.synthetic import random_thermal_view, reimage_thermal
+
+    thermal_size = (320, 256)
+    h_true = random_thermal_view((640, 480), thermal_size, np.random.default_rng(0))
+    frames = []
+    for seed in range(3):
+        ir, rgb = synthetic_pair(seed=100 + seed, size=(480, 640))
+        frames.append((numpy_to_image(reimage_thermal(ir, h_true, thermal_size), "mono8"),
+                       numpy_to_image(rgb, "rgb8")))
+    out = tmp_path / "rig.yaml"
+    assert all(r.successful for r in harness.set_params(**{
+        "calibration.output_file": str(out), "calibration.interval": 0.2}))
+    client = harness.node.create_client(Trigger, f"{NODE}/calibrate")
+    response = harness._call(client, Trigger.Request())
+    assert response.success, response.message
+    assert not harness._call(client, Trigger.Request()).success  # one at a time
+    clear(harness)
+    state, deadline, k = "", time.monotonic() + 120, 0
+    while time.monotonic() < deadline and not state.startswith(("swapped", "refused", "fail")):
+        thermal, rgb = frames[k % 3]
+        harness.publish(thermal, rgb, 200_000_000_000 + k * 100_000_000)
+        k += 1
+        time.sleep(0.1)
+        with harness.lock:
+            states = [s.message for _, d in harness.diags[-1:] for s in d.status
+                      if s.name.endswith("calibration")]
+        state = states[0] if states else state
+    try:
+        assert state.startswith("swapped"), state or "no calibration state in /diagnostics"
+        reg = Registration.from_yaml(out)
+        assert corner_error(reg.homography, h_true, thermal_size) < 5.0
+        with harness.lock:
+            last = harness.diags[-1][1]
+        values = {kv.key: kv.value for s in last.status if s.name.endswith("registration")
+                  for kv in s.values}
+        assert values["calibration file"] == str(out) and values["mode"] == "homography"
+    finally:
+        harness.set_params(**{"registration.calibration_file": ""})

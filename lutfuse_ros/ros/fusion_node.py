@@ -14,21 +14,26 @@ rate; it exists where the package was built with colcon (a pip install has no me
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
+from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
 
 from ..core.calibration import alignment_score
 from ..core.errors import InputError
 from ..core.model import ModelFormatError
 from ..core.preprocess import Preprocessor
+from ..stream.calibration_job import CalibrationJob
 from ..stream.codec import numpy_to_image
 from ..stream.pipeline import FramePipeline, FusedFrame, make_fuser
 from ..stream.stats import (ModelInfo, NodeStats, RegistrationInfo, diagnostic_groups,
@@ -84,6 +89,8 @@ class FusionNode(Node):
         self.create_subscription(Image, "rgb/image", lambda m: self._on_image(RGB, m), in_qos)
         self.create_subscription(CameraInfo, "rgb/camera_info", self._on_camera_info, in_qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.calibration: CalibrationJob | None = None
+        self.create_service(Trigger, "~/calibrate", self._on_calibrate)
 
         # Diagnostics and status tick on the steady clock: they go on when sim time pauses.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -138,6 +145,11 @@ class FusionNode(Node):
                 raise
             done = time.monotonic()
             self.stats.pair_fused(done, done - t_ready, pair.offset_ns, pair.rgb.header)
+            job = self.calibration
+            if job is not None and not job.done.is_set() and job.state.startswith("collecting") \
+                    and job.offer(done, frame.thermal_unregistered, frame.visible):
+                threading.Thread(target=self._run_calibration, args=(job,), daemon=True,
+                                 name="lutfuse_calibration").start()
             if self.stats.registration_due(done, self.settings.diagnostics.registration_period):
                 # After publishing, off the latency path; ~15 ms at 640x480 every few seconds.
                 self.stats.registration_checked(alignment_score(frame.thermal_8bit,
@@ -153,6 +165,36 @@ class FusionNode(Node):
             info = copy.copy(self.camera_info)
             info.header = header
             self.pub_info.publish(info)
+
+    # -- calibrating the running node ------------------------------------------------------
+    def _on_calibrate(self, request, response):
+        """Start collecting pairs; the estimate runs on its own thread and its outcome is
+        reported in /diagnostics ("calibration") and the log."""
+        job = self.calibration
+        if job is not None and not job.done.is_set():
+            response.success, response.message = False, f"a calibration is running: {job.state}"
+            return response
+        c = self.settings.calibration
+        self.calibration = CalibrationJob(c.pairs, c.interval)
+        response.success = True
+        response.message = (f"collecting {c.pairs} pairs {c.interval:g} s apart, then "
+                            "estimating; watch /diagnostics (calibration)")
+        self.get_logger().info(f"calibration: {response.message}")
+        return response
+
+    def _run_calibration(self, job: CalibrationJob) -> None:
+        out = self.settings.calibration.output_file or str(
+            Path(os.environ.get("ROS_HOME") or Path.home() / ".ros") / "lutfuse_calibration.yaml")
+        path = job.estimate(self.pipeline.pre.registration, Path(out))
+        if path is not None:
+            # The same refuse-or-swap path as any parameter change.
+            result = self.set_parameters([Parameter("registration.calibration_file",
+                                                    value=str(path))])[0]
+            if not result.successful:
+                job.state = f"refused by the node: {result.reason}"
+        log = self.get_logger().info if job.state.startswith("swapped") else \
+            self.get_logger().warning
+        log(f"calibration: {job.state}")
 
     # -- parameters -----------------------------------------------------------------------
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -207,7 +249,8 @@ class FusionNode(Node):
                              message=g.message, hardware_id=name,
                              values=[KeyValue(key=k, value=v) for k, v in g.values])
             for g in diagnostic_groups(snap, self.sync.stats, self.slot.replaced,
-                                       self._model_info(), self._registration_info())]
+                                       self._model_info(), self._registration_info(),
+                                       self.calibration.state if self.calibration else None)]
         self.pub_diag.publish(msg)
 
     def _publish_status(self) -> None:

@@ -50,6 +50,15 @@ class DiagnosticsSettings:
 
 
 @dataclass(frozen=True)
+class CalibrationSettings:
+    """The ``~/calibrate`` service: pairs to collect, seconds between them, output file."""
+
+    pairs: int = 4
+    interval: float = 0.5
+    output_file: str = ""
+
+
+@dataclass(frozen=True)
 class StatusSettings:
     """``fused/status`` period (s)."""
 
@@ -78,6 +87,7 @@ class NodeSettings:
     publish_registered_thermal: bool = False
     diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
 
     @property
     def pipeline(self) -> PipelineConfig:
@@ -241,6 +251,13 @@ PARAMS: tuple[Param, ...] = (
           range=(0.0, 3600.0)),
     Param("status.period", "Seconds between fused/status (FusionStatus) messages.",
           read_only=True, range=(0.05, 60.0)),
+    Param("calibration.pairs", "Pairs the ~/calibrate service (std_srvs/Trigger) collects "
+          "before it estimates the thermal->RGB homography.", range=(1, 20)),
+    Param("calibration.interval", "Seconds between the pairs it collects (move the rig or "
+          "wait for the scene to change between them).", range=(0.0, 60.0)),
+    Param("calibration.output_file", "Calibration file the service writes (and then loads "
+          "through registration.calibration_file); empty: $ROS_HOME/lutfuse_calibration.yaml"
+          " (~/.ros when ROS_HOME is not set)."),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 

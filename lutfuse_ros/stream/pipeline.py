@@ -59,6 +59,8 @@ class FusedFrame:
         encoding: a sensor_msgs encoding (``rgb8``, ``bgr8``, ``mono8``).
         thermal_8bit: :math:`(H, W)` uint8, the thermal image registered into the RGB frame.
         visible: the decoded visible image (a view of the message's buffer).
+        thermal_unregistered: :math:`(h, w)` uint8 thermal after AGC, before registration
+            (what a calibration is estimated from).
         timings: milliseconds per fusion stage.
     """
 
@@ -67,6 +69,7 @@ class FusedFrame:
     thermal_8bit: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     visible: np.ndarray | None = None
+    thermal_unregistered: np.ndarray | None = None
 
 
 def convert_output(img: np.ndarray, order: str, encoding: str) -> tuple[np.ndarray, str]:
@@ -131,8 +134,9 @@ class FramePipeline:
         raw = image_to_numpy(thermal_msg, THERMAL_ENCODINGS)
         order = _ORDER[rgb_msg.encoding]
         timings: dict[str, float] = {}
-        ir8 = self.pre.thermal(raw, (vis.shape[1], vis.shape[0]))
+        agc8 = self.pre.agc(raw)  # = pre.thermal(), in two steps to keep the unregistered one
+        ir8 = self.pre.registration(agc8, (vis.shape[1], vis.shape[0]))
         fused = self.fuser.fuse(ir8, vis, vis_order="rgb" if order == "gray" else order,
                                 timings=timings, gradient=self.pre.gradient)
         image, encoding = convert_output(fused, order, self.output_encoding)
-        return FusedFrame(image, encoding, ir8, timings, vis)
+        return FusedFrame(image, encoding, ir8, timings, vis, agc8)

@@ -224,10 +224,10 @@ def registration_group(snap: StatsSnapshot, reg: RegistrationInfo) -> Diagnostic
 
 
 def diagnostic_groups(snap: StatsSnapshot, sync: SyncStats, dropped: int,
-                      model: ModelInfo, registration: RegistrationInfo | None = None
-                      ) -> list[DiagnosticGroup]:
+                      model: ModelInfo, registration: RegistrationInfo | None = None,
+                      calibration: str | None = None) -> list[DiagnosticGroup]:
     """The groups of the node's ``/diagnostics``: inputs, sync, processing, model and
-    (given its info) registration."""
+    (given their info) registration and the state of a calibration (``~/calibrate``)."""
     inputs = []
     for topic in (THERMAL, RGB):
         label, silent = topic.name.lower(), snap.silent_s[topic]
@@ -259,7 +259,10 @@ def diagnostic_groups(snap: StatsSnapshot, sync: SyncStats, dropped: int,
                         text(processing)),
         DiagnosticGroup(Level.OK if model.state == "loaded" else Level.WARN, "model",
                         model.state, text(model_values)),
-    ] + ([registration_group(snap, registration)] if registration is not None else [])
+    ] + ([registration_group(snap, registration)] if registration is not None else []) + \
+        ([DiagnosticGroup(Level.WARN if calibration.startswith(("refused", "failed"))
+                          else Level.OK, "calibration", calibration)]
+         if calibration is not None else [])
 
 
 def status_fields(snap: StatsSnapshot, sync: SyncStats, dropped: int, model: ModelInfo,
