@@ -76,7 +76,7 @@ def main() -> None:
     for r in tqdm(range(args.rigs), desc="rigs"):
         thermal_size = THERMAL_SIZES[r % 3]
         n_pairs = 1 + (r // 3) % 5
-        counts16 = r % 2 == 1
+        counts16 = (r // 2) % 2 == 1  # not in step with the set (r % 2)
         pool_name = args.sets[r % len(args.sets)]
         pairs, h_true = make_rig(pools[pool_name], rng, n_pairs, thermal_size, counts16,
                                  gray=r % 7 == 6)

@@ -202,3 +202,22 @@ def test_real_aerial_pair_is_registered_confidently():
     result = estimate_homography(pairs)
     assert result.confident, result.reason
     assert result.score_after > 0.3 > 0.05 > result.score_before
+
+
+def test_a_running_nodes_calibration_swaps_only_for_a_better_fit(rig, tmp_path):
+    from lutfuse_ros.stream.calibration_job import CalibrationJob
+
+    pairs, h_true, _ = rig
+    job = CalibrationJob(pairs=3, interval=0.5)
+    offers = [job.offer(t, ir, vis) for t, (ir, vis) in zip((0.0, 0.2, 0.6, 1.2),
+                                                            pairs + pairs[:1])]
+    assert offers == [False, False, False, True]  # 0.2 s is too soon after 0.0
+    path = job.estimate(Registration("resize"), tmp_path / "rig.yaml")
+    assert path is not None and job.state.startswith("swapped"), job.state
+    assert job.done.is_set()
+    calibrated = Registration.from_yaml(path)
+    assert corner_error(calibrated.homography, h_true, (320, 256)) < 4.0
+    again = CalibrationJob(pairs=1, interval=0.0)
+    again.offer(0.0, *pairs[0])
+    assert again.estimate(calibrated, tmp_path / "again.yaml") is None
+    assert again.state.startswith("refused") and not (tmp_path / "again.yaml").exists()

@@ -49,9 +49,11 @@ COARSE_SCALES = 24        # scale steps between MIN_COVERAGE and MAX_COVERAGE (~
 # (working width, patch, search) of the patch-matching rounds, coarse to fine
 PATCH_ROUNDS = ((FINE_WIDTH // 2, 32, 12), (FINE_WIDTH, 64, 8), (FINE_WIDTH, 64, 4),
                 (2 * FINE_WIDTH, 96, 4))
-MIN_SCORE = 0.12          # below this no registration is trusted (unrelated images ~0.02)
+MIN_SCORE = 0.15          # below this no registration is trusted (unrelated images ~0.02)
 MIN_PATCHES, MIN_PATCHES_ONE_PAIR = 8, 12  # matched patches a homography must rest on
+# Pixel limits for a 640-px-wide RGB image; they scale with the RGB width.
 MAX_SPREAD_PX = 8.0       # per-pair estimates further apart than this: not one rig/planar
+MAX_RESIDUAL_PX = 2.5     # patches further from the fitted homography than this (RMS)
 
 
 class CalibrationError(InputError):
@@ -563,7 +565,7 @@ def _estimate(pairs: Sequence[tuple[np.ndarray, np.ndarray]],
             if got is not None:
                 singles.append(got[0])
     spread = float(np.median([corner_error(h, h_best, thermal_size) for h in singles])) \
-        if singles else 0.0
+        if singles else (0.0 if len(pairs) == 1 else float("inf"))
     u8 = [((t * 255).astype(np.uint8), (v * 255).astype(np.uint8))
           for t, v in zip(th_grays, vis_grays)]
     after = _rig_score(h_best, u8, rgb_size)
@@ -588,6 +590,7 @@ def is_confident(result: CalibrationResult) -> tuple[bool, str]:
     the chance level (``score_mismatched``) did not separate them and is only reported.
     """
     min_patches = MIN_PATCHES_ONE_PAIR if result.pairs_used == 1 else MIN_PATCHES
+    px = result.rgb_size[0] / 640.0  # the pixel limits are for a 640-px-wide image
     if result.score_after < MIN_SCORE:
         return False, (f"alignment score {result.score_after:.3f} is below {MIN_SCORE}: the "
                        "pairs have too little shared structure (featureless, or not the same "
@@ -595,9 +598,16 @@ def is_confident(result: CalibrationResult) -> tuple[bool, str]:
     if result.patches < min_patches:
         return False, (f"only {result.patches} image patches matched (need {min_patches}): "
                        "too little structure for a homography; add pairs with more edges")
-    if result.pairs_used > 1 and result.spread_px > MAX_SPREAD_PX:
+    if not result.residual_px <= MAX_RESIDUAL_PX * px:
+        return False, (f"the matched patches fit the homography only to "
+                       f"{result.residual_px:.1f} px (more than {MAX_RESIDUAL_PX * px:.1f}): "
+                       "parallax of near objects, or wrong matches")
+    if result.pairs_used > 1 and not result.spread_px <= MAX_SPREAD_PX * px:
+        if math.isinf(result.spread_px):
+            return False, "no pair gives an estimate on its own: too little structure per pair"
         return False, (f"the pairs disagree by {result.spread_px:.1f} px (more than "
-                       f"{MAX_SPREAD_PX}): parallax of near objects, a moved rig, or bad pairs")
+                       f"{MAX_SPREAD_PX * px:.1f}): parallax of near objects, a moved rig, or "
+                       "bad pairs")
     return True, ""
 
 

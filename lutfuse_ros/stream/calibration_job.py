@@ -15,6 +15,10 @@ from ..core.calibration import CalibrationResult, alignment_score, estimate_homo
 from ..core.calibration import write_calibration
 from ..core.preprocess import Registration, RegistrationError
 
+# A new calibration must beat the one in use by this much (score units): re-estimates of a
+# good calibration differ by noise, and the registration should not flap with it.
+MIN_GAIN = 0.02
+
 
 class CalibrationJob:
     """Collects ``pairs`` thermal/visible pairs at least ``interval`` s apart, then estimates.
@@ -67,9 +71,9 @@ class CalibrationJob:
             if not result.confident:
                 self.state = f"refused: {result.reason}"
                 return None
-            if not result.score_after > now_score:
+            if not result.score_after > now_score + MIN_GAIN:
                 self.state = (f"refused: the new fit ({result.score_after:.3f}) does not beat "
-                              f"the registration in use ({now_score:.3f})")
+                              f"the registration in use ({now_score:.3f}) by {MIN_GAIN}")
                 return None
             path = write_calibration(result, output)
             self.state = (f"swapped: score {now_score:.3f} -> {result.score_after:.3f}, "
