@@ -76,7 +76,7 @@ def test_package_xml_is_format_3_ament_cmake_with_a_key_for_every_runtime_import
                 imported.update(a.name.split(".")[0] for a in node.names)
     rosdep = {"numpy": "python3-numpy", "cv2": "python3-opencv", "scipy": "python3-scipy",
               "yaml": "python3-yaml", "tqdm": "python3-tqdm", "skimage": "python3-skimage"}
-    ros = {"rclpy", "rcl_interfaces", "sensor_msgs", "diagnostic_msgs", "std_msgs",
+    ros = {"rclpy", "rcl_interfaces", "sensor_msgs", "diagnostic_msgs", "std_msgs", "std_srvs",
            "ament_index_python"}
     # Installed by pip on robots (no rosdep key on every distro): README "Robot install".
     pip_only = {"torch", "numba", "rosbags", "onnxruntime", "onnx"}  # onnx: export only
