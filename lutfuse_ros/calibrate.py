@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .core.calibration import (CalibrationError, CalibrationResult, alignment_score,
-                               homography_from_points, orientation_field, resize_homography,
-                               to_gray_f32, warp_to_rgb, write_calibration)
+from .core.calibration import (CalibrationError, CalibrationResult, homography_from_points,
+                               orientation_field, resize_matrix, rig_scores, to_gray_f32,
+                               warp_to_rgb)
 from .core.imageio import match_pairs, mosaic, read_visible, write_image
 from .core.preprocess import ThermalAGC
 
@@ -90,11 +90,9 @@ def from_points(path: Path, thermal_size: tuple[int, int], rgb_size: tuple[int, 
     h, residual = homography_from_points(src, dst)
     before = after = float("nan")
     if pairs:
-        before = float(np.mean([alignment_score(
-            warp_to_rgb(ir, resize_homography(thermal_size, rgb_size), rgb_size), v)
-            for ir, v in pairs]))
-        after = float(np.mean([alignment_score(warp_to_rgb(ir, h, rgb_size), v)
-                               for ir, v in pairs]))
+        before = float(np.mean(rig_scores(resize_matrix(thermal_size, rgb_size), pairs,
+                                          rgb_size)))
+        after = float(np.mean(rig_scores(h, pairs, rgb_size)))
     ok = residual <= 3.0
     return CalibrationResult(h, thermal_size, rgb_size, pairs_used=len(pairs or []),
                              score_before=before, score_after=after,
@@ -112,7 +110,7 @@ def overlay(pairs: list[Pair], result: CalibrationResult, count: int = 3) -> np.
     for k in picks:
         ir, vis = pairs[k]
         row = []
-        for h in (resize_homography(result.thermal_size, result.rgb_size), result.homography):
+        for h in (resize_matrix(result.thermal_size, result.rgb_size), result.homography):
             reg = warp_to_rgb(ir, h, result.rgb_size)
             gray = vis if vis.ndim == 2 else cv2.cvtColor(vis, cv2.COLOR_RGB2GRAY)
             out = np.dstack([(gray * 0.7).astype(np.uint8)] * 3)
@@ -141,10 +139,6 @@ def report(result: CalibrationResult) -> str:
                      "distant or planar scene; near objects show parallax)")
     lines.append("confident" if result.confident else f"NOT confident: {result.reason}")
     return "\n".join(lines)
-
-
-def save(result: CalibrationResult, out: Path) -> Path:
-    return write_calibration(result, out)
 
 
 def write_overlay(pairs: list[Pair], result: CalibrationResult, path: Path) -> None:

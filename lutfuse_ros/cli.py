@@ -162,7 +162,7 @@ def cmd_calibrate(args) -> int:
     from tqdm import tqdm
 
     from . import calibrate as cal
-    from .core.calibration import estimate_homography
+    from .core.calibration import estimate_homography, write_calibration
 
     pairs: list = []
     if args.bag is not None:
@@ -198,7 +198,7 @@ def cmd_calibrate(args) -> int:
     if not result.confident:
         print(f"not written: {args.out} (the result is not confident)", file=sys.stderr)
         return EXIT_SKIPPED
-    cal.save(result, args.out)
+    write_calibration(result, args.out)
     print(f"wrote {args.out}: use it with -p registration.calibration_file:={args.out}")
     return EXIT_OK
 

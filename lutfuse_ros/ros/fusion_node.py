@@ -146,8 +146,7 @@ class FusionNode(Node):
             done = time.monotonic()
             self.stats.pair_fused(done, done - t_ready, pair.offset_ns, pair.rgb.header)
             job = self.calibration
-            if job is not None and not job.done.is_set() and job.state.startswith("collecting") \
-                    and job.offer(done, frame.thermal_unregistered, frame.visible):
+            if job is not None and job.offer(done, frame.thermal_unregistered, frame.visible):
                 threading.Thread(target=self._run_calibration, args=(job,), daemon=True,
                                  name="lutfuse_calibration").start()
             if self.stats.registration_due(done, self.settings.diagnostics.registration_period):

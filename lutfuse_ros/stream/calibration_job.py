@@ -46,9 +46,10 @@ class CalibrationJob:
         self.done = threading.Event()
 
     def offer(self, now: float, thermal8: np.ndarray, visible: np.ndarray) -> bool:
-        """Keep this pair if the last one is ``interval`` s old; True once enough are kept."""
+        """Keep this pair if the last one is ``interval`` s old. True for the pair that
+        completes the set (start :meth:`estimate` then), False before and after it."""
         if len(self.pairs) >= self.needed:
-            return True
+            return False
         if self._last is not None and now - self._last < self.interval:
             return False
         self._last = now
