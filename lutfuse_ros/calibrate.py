@@ -2,7 +2,7 @@
 corresponding points, written as the node's calibration file, with an overlay to check it.
 
 Pairs come from image folders (matched by file name, as ``lutfuse fuse``; 16-bit thermal goes
-through the node's percentile AGC) or from a rosbag2 (the bag reader the training uses). The
+through the node's default AGC) or from a rosbag2 (the bag reader the training uses). The
 estimate is :func:`lutfuse_ros.core.calibration.estimate_homography`; this module reads the
 inputs, draws the overlay and writes the file.
 """
@@ -18,19 +18,20 @@ from .core.calibration import (CalibrationError, CalibrationResult, homography_f
                                warp_to_rgb)
 from .core.imageio import match_pairs, mosaic, read_visible, write_image
 from .core.preprocess import ThermalAGC
+from .core.thermal import to_counts
 
 Pair = tuple[np.ndarray, np.ndarray]  # (thermal (h, w) uint8, RGB (H, W, 3) uint8)
 
 
 def read_thermal(path: Path) -> np.ndarray:
-    """An 8-bit thermal image, or 16-bit raw counts mapped by the node's percentile AGC."""
+    """An 8-bit thermal image, or 16-bit raw counts mapped by the node's default AGC."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise CalibrationError(f"{path}: not a readable image")
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     if img.dtype == np.uint16:
-        return ThermalAGC("percentile", smoothing=1.0)(img)
+        return ThermalAGC(smoothing=1.0)(to_counts(img))
     if img.dtype != np.uint8:
         raise CalibrationError(f"{path}: thermal must be 8- or 16-bit, got {img.dtype}")
     return img
@@ -52,7 +53,7 @@ def bag_pairs(bag: Path, thermal_topic: str, rgb_topic: str, every: int,
     from .core.preprocess import Preprocessor
     from .stream.bagio import read_pairs
 
-    pre = Preprocessor(agc=ThermalAGC("percentile", smoothing=1.0))
+    pre = Preprocessor(agc=ThermalAGC(smoothing=1.0))
     pairs = []
     for n, (_, ir, rgb) in enumerate(read_pairs(bag, thermal_topic, rgb_topic, pre=pre,
                                                 register=False)):

@@ -150,6 +150,46 @@ def cmd_bag_export(args) -> int:
     return EXIT_SKIPPED if lost else EXIT_OK
 
 
+def cmd_thermal(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .core.imageio import mosaic, write_image
+    from .core.preprocess import ThermalAGC
+    from .core.thermal import read_raw_thermal
+
+    paths = sorted(p for p in args.input.iterdir()
+                   if p.suffix.lower() in (".png", ".tif", ".tiff")) \
+        if args.input.is_dir() else []
+    if not paths:
+        print(f"lutfuse thermal: error: no .png/.tif frames in {args.input}", file=sys.stderr)
+        return EXIT_ERROR
+    agc = ThermalAGC(args.agc, low=args.low, high=args.high, plateau=args.plateau,
+                     max_gain=args.max_gain, smoothing=args.smoothing)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shown, size = [], None
+    picks = set(np.linspace(0, len(paths) - 1, min(4, len(paths))).round().astype(int))
+    for k, path in enumerate(tqdm(paths, desc="thermal", unit="frame")):
+        raw = read_raw_thermal(path, bits=args.bits, byte_order=args.byte_order)
+        if size is not None and raw.shape != size:
+            raise ValueError(f"{path.name}: {raw.shape[1]}x{raw.shape[0]} frame in a stream of "
+                             f"{size[1]}x{size[0]} (one folder is one camera)")
+        size = raw.shape
+        out = agc(raw)  # one stream: the mapping carries over, as in the node
+        write_image(args.out / (path.stem + ".png"), out)
+        if k in picks:
+            lo, hi = float(raw.min()), float(raw.max())
+            plain = ((raw.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0))).astype(np.uint8)
+            shown.append([plain, out])
+    print(f"wrote {len(paths)} 8-bit frames to {args.out} (agc {args.agc}, last range "
+          f"{agc.range[0]:.0f}..{agc.range[1]:.0f} counts, {agc.frozen_frames} frozen)")
+    if args.mosaic is not None:
+        write_image(args.mosaic, mosaic(shown, labels=["raw min..max", f"agc {args.agc}"],
+                                        height=min(size[0], 360)))
+        print(f"mosaic: {args.mosaic}")
+    return EXIT_OK
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -268,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "calibration file (exit 0 only when confident)")
     src = p.add_argument_group("pairs (one source)")
     src.add_argument("--ir", type=Path, default=None, help="folder of thermal images (8-bit, "
-                     "or 16-bit counts: mapped by the node's percentile AGC)")
+                     "or 16-bit counts: mapped by the node's default AGC)")
     src.add_argument("--vis", type=Path, default=None, help="folder of RGB images (same names)")
     src.add_argument("--bag", type=Path, default=None, help="rosbag2 (folder, .mcap or .db3)")
     src.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC)
@@ -285,6 +325,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", type=Path, default=None,
                    help="picture to check the fit: before | after per pair (PNG)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("thermal", help="raw 16-bit thermal frames to 8 bit with the node's AGC "
+                       "(a folder, in file-name order, is one stream)")
+    p.add_argument("--in", dest="input", type=Path, required=True,
+                   help="folder of 16-bit PNG/TIFF frames (8-bit ones pass through)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the 8-bit PNGs")
+    agc = AGCConfig()
+    p.add_argument("--agc", default=agc.mode, choices=AGC_MODES)
+    p.add_argument("--plateau", type=float, default=agc.plateau)
+    p.add_argument("--max-gain", type=float, default=agc.max_gain,
+                   help="grey levels per count at most (plateau, percentile)")
+    p.add_argument("--smoothing", type=float, default=agc.smoothing)
+    p.add_argument("--low", type=float, default=agc.low, help="fixed mode")
+    p.add_argument("--high", type=float, default=agc.high, help="fixed mode")
+    p.add_argument("--bits", type=int, default=None, choices=(14, 16),
+                   help="sensor bits (default: 14-bit high-aligned words are detected)")
+    p.add_argument("--byte-order", default="auto", choices=("auto", "native", "swapped"))
+    p.add_argument("--mosaic", type=Path, default=None,
+                   help="before (raw min..max) | after picture of a few frames")
+    p.set_defaults(func=cmd_thermal)
 
     p = sub.add_parser("demo", help="fuse the embedded procedural pairs into a mosaic PNG")
     p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"))

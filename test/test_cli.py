@@ -4,9 +4,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import cv2
 import numpy as np
+import pytest
 
+from conftest import SHARED
 from lutfuse_ros.core.imageio import write_image
 from lutfuse_ros.core.synthetic import synthetic_pair
 
@@ -78,3 +82,55 @@ def test_bench_json_has_fast_and_exact_per_resolution(tmp_path):
     figures = json.loads((tmp_path / "b.json").read_text())
     assert figures["128x96"]["fast_ms"] > 0 and figures["128x96"]["exact_ms"] > 0
     assert "lookup+to_rgb" in figures["128x96"]["modes"]["fast_numpy"]["stages_median_ms"]
+
+
+# -- lutfuse thermal ------------------------------------------------------------------------
+def write_raw_stream(folder: Path, frames: int = 4) -> None:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    base = cv2.resize(rng.uniform(0, 1, (6, 8)).astype(np.float32), (160, 120),
+                      interpolation=cv2.INTER_CUBIC)
+    for k in range(frames):  # 14-bit counts, high-aligned in 16-bit words
+        counts = (3500 + 600 * base + rng.normal(0, 4, base.shape)).astype(np.uint16)
+        cv2.imwrite(str(folder / f"{k:03d}.png"), counts << 2)
+
+
+def test_thermal_command_converts_a_folder_as_one_stream(tmp_path):
+    write_raw_stream(tmp_path / "raw")
+    res = lutfuse("thermal", "--in", tmp_path / "raw", "--out", tmp_path / "ir8",
+                  "--mosaic", tmp_path / "agc.png")
+    assert res.returncode == 0, res.stderr
+    assert "agc plateau" in res.stdout  # the node's default
+    out = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((tmp_path / "ir8").iterdir())]
+    assert len(out) == 4 and all(o.dtype == np.uint8 and o.shape == (120, 160) for o in out)
+    assert np.ptp(out[-1]) > 150
+    assert cv2.imread(str(tmp_path / "agc.png")) is not None
+
+
+def test_thermal_command_names_bad_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = lutfuse("thermal", "--in", tmp_path / "empty", "--out", tmp_path / "o")
+    assert res.returncode == 2 and "no .png/.tif frames" in res.stderr
+    write_raw_stream(tmp_path / "raw", frames=2)
+    cv2.imwrite(str(tmp_path / "raw" / "009.png"), np.zeros((60, 80), np.uint16) + 3000)
+    res = lutfuse("thermal", "--in", tmp_path / "raw", "--out", tmp_path / "o")
+    assert res.returncode == 2 and "80x60 frame in a stream of 160x120" in res.stderr
+    (tmp_path / "raw" / "009.png").write_bytes(b"not a png")
+    res = lutfuse("thermal", "--in", tmp_path / "raw", "--out", tmp_path / "o")
+    assert res.returncode == 2 and "cannot read" in res.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "thermal16" / "thermitage").is_dir(),
+                    reason="needs ../shared/data/thermal16 (real raw thermal frames)")
+@pytest.mark.parametrize("name", ["thermitage", "flirone/thermal16", "arcticseals/thermal16"])
+def test_real_raw_frames_run_through_the_thermal_command(name, tmp_path):
+    src = SHARED / "data" / "thermal16" / name
+    res = lutfuse("thermal", "--in", src, "--out", tmp_path / "ir8")
+    assert res.returncode == 0, res.stderr
+    frames = sorted(src.glob("*.png"))
+    outs = [cv2.imread(str(tmp_path / "ir8" / p.name), cv2.IMREAD_UNCHANGED) for p in frames]
+    assert all(o is not None and o.dtype == np.uint8 for o in outs)
+    crushed = np.mean([np.mean((o <= 2) | (o >= 253)) for o in outs])
+    # not crushed to black/white, not flat (the gain limit may leave part of the range unused
+    # on a narrow scene: flirone's 80x60 frames span ~145 levels)
+    assert crushed < 0.02 and np.mean([np.ptp(o) for o in outs]) > 100

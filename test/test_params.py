@@ -46,9 +46,9 @@ def test_parameter_defaults_are_the_core_defaults():
     assert BY_NAME["sync.slop"].default == sync.slop
     # The runtime classes built without arguments use the same values.
     a, g, pol = ThermalAGC(), GradientNormaliser(), ApproximateTimePolicy()
-    assert (a.mode, a.percentiles, a.smoothing) == (agc.mode, (agc.percentile_low,
-                                                               agc.percentile_high),
-                                                    agc.smoothing)
+    assert (a.mode, a.percentiles, a.plateau, a.max_gain, a.smoothing) == (
+        agc.mode, (agc.percentile_low, agc.percentile_high), agc.plateau, agc.max_gain,
+        agc.smoothing)
     assert (g.mode, g.quantile, g.smoothing) == (grad.mode, grad.quantile, grad.smoothing)
     assert pol.slop_ns == round(sync.slop * 1e9) and pol.queue_size == sync.queue_size
     assert Registration().mode == reg.mode

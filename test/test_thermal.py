@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lutfuse_ros.core.thermal import agc_range, apply_range, equalize, thermal_to_8bit
+from lutfuse_ros.core.thermal import AGC_MODES, agc_range, apply_range, equalize, thermal_to_8bit
 
 
 def ramp16():
@@ -43,3 +43,122 @@ def test_bad_inputs_are_named():
         thermal_to_8bit(ramp16(), "gamma")
     with pytest.raises(ValueError, match="finite"):
         apply_range(ramp16(), 0, float("nan"))
+
+
+# -- raw counts as cameras write them -----------------------------------------------------
+def facade_counts(seed: int = 0, size=(120, 160)) -> np.ndarray:
+    """A night facade as a 14-bit camera sees it: ~700 counts around 3900, texture, noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    smooth = cv2.resize(rng.uniform(0, 1, (6, 8)).astype(np.float32), (w, h),
+                        interpolation=cv2.INTER_CUBIC)
+    return np.clip(3500 + 600 * smooth + rng.normal(0, 4, size), 0, 16383).astype(np.uint16)
+
+
+@pytest.mark.parametrize("words", ["low-aligned", "high-aligned", "byte-swapped"])
+def test_14_bit_frames_read_as_the_same_counts(words, tmp_path):
+    import cv2
+
+    from lutfuse_ros.core.thermal import read_raw_thermal
+
+    counts = facade_counts()
+    stored = {"low-aligned": counts, "high-aligned": counts << 2,
+              "byte-swapped": counts.byteswap()}[words]
+    cv2.imwrite(str(tmp_path / "frame.png"), stored)
+    np.testing.assert_array_equal(read_raw_thermal(tmp_path / "frame.png"), counts)
+    explicit = {"low-aligned": {"bits": 14}, "high-aligned": {"bits": 14},
+                "byte-swapped": {"byte_order": "swapped"}}[words]
+    np.testing.assert_array_equal(read_raw_thermal(tmp_path / "frame.png", **explicit), counts)
+
+
+def test_unreadable_and_colour_files_are_named_errors(tmp_path):
+    import cv2
+
+    from lutfuse_ros.core.thermal import ThermalReadError, read_raw_thermal
+
+    (tmp_path / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(ThermalReadError, match="cannot read"):
+        read_raw_thermal(tmp_path / "cut.png")
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ThermalReadError, match="single-channel"):
+        read_raw_thermal(tmp_path / "rgb.png")
+
+
+# -- the AGC modes on a stream --------------------------------------------------------------
+STREAM_MODES = ["percentile", "plateau", "equalize"]
+
+
+@pytest.mark.parametrize("mode", STREAM_MODES)
+def test_a_dead_and_a_hot_pixel_change_the_rest_by_at_most_a_level(mode):
+    from lutfuse_ros.core.preprocess import ThermalAGC
+
+    frame = facade_counts()
+    stuck = frame.copy()
+    stuck[10, 10], stuck[50, 70] = 0, 65535
+    a = ThermalAGC(mode, smoothing=1.0)(frame).astype(int)
+    b = ThermalAGC(mode, smoothing=1.0)(stuck).astype(int)
+    rest = np.ones(frame.shape, bool)
+    rest[10, 10] = rest[50, 70] = False
+    assert np.abs(a - b)[rest].max() <= 1
+
+
+@pytest.mark.parametrize("mode, levels", [("plateau", 6.0), ("percentile", 6.0)])
+def test_a_hot_object_walking_in_leaves_the_background_within_a_few_levels(mode, levels):
+    # The classic AGC failure: a person walks close, the 99th percentile jumps to them and the
+    # rest of the scene goes dark (the old per-frame percentile stretch: ~70 levels here).
+    import cv2
+
+    from lutfuse_ros.core.preprocess import ThermalAGC
+
+    frame = facade_counts()
+    agc = ThermalAGC(mode)  # the node's smoothing
+    for _ in range(20):
+        before = agc(frame).astype(float)
+    mask = np.zeros(frame.shape, np.uint8)
+    cv2.ellipse(mask, (80, 60), (14, 22), 0, 0, 360, 1, -1)  # ~5 % of the view
+    hot = frame.copy()
+    hot[mask > 0] = 5200 + (frame[mask > 0] - 3800) // 8  # warmer than all, little texture
+    for _ in range(20):
+        after = agc(hot).astype(float)
+    background = cv2.dilate(mask, np.ones((5, 5), np.uint8)) == 0
+    assert np.abs(after - before)[background].mean() <= levels
+    assert after[mask > 0].mean() > 240  # and the person is the brightest thing in view
+
+
+@pytest.mark.parametrize("mode", STREAM_MODES)
+def test_a_flat_frame_keeps_the_previous_mapping(mode):
+    # Two streams, one of which sees a flat-field-correction frame: afterwards they map alike.
+    from lutfuse_ros.core.preprocess import ThermalAGC
+
+    seen, unseen = ThermalAGC(mode, smoothing=0.5), ThermalAGC(mode, smoothing=0.5)
+    for seed in range(4):
+        seen(facade_counts(seed)), unseen(facade_counts(seed))
+    ffc = np.full((120, 160), 3700, np.uint16)  # shutter closed: one value
+    assert len(np.unique(seen(ffc))) == 1 and seen.frozen_frames == 1
+    assert seen.range == unseen.range
+    np.testing.assert_array_equal(seen(facade_counts(9)), unseen(facade_counts(9)))
+
+
+@pytest.mark.parametrize("mode", ["percentile", "plateau"])
+def test_gain_limit_keeps_a_flat_scene_flat(mode):
+    from lutfuse_ros.core.preprocess import ThermalAGC
+
+    rng = np.random.default_rng(1)
+    flat = (3000 + rng.normal(0, 3, (64, 80))).clip(0, 65535).astype(np.uint16)  # noise only
+    out = ThermalAGC(mode, max_gain=2.0, smoothing=1.0)(flat).astype(float)
+    span = float(flat.max()) - float(flat.min())
+    assert np.ptp(out) <= 2.0 * span + 1
+    assert out.std() <= 2.0 * flat.std() + 0.5
+    assert abs(out.mean() - 128) < 20  # centred, not crushed to black
+
+
+@pytest.mark.parametrize("mode", AGC_MODES)
+def test_every_mode_maps_a_scene_to_8_bits(mode):
+    from lutfuse_ros.core.preprocess import ThermalAGC
+
+    frame = facade_counts()
+    out = ThermalAGC(mode, low=3500, high=4100)(frame)
+    assert out.dtype == np.uint8 and out.shape == frame.shape
+    assert np.ptp(out) > 150  # uses the grey range on a normal scene

@@ -16,7 +16,9 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .thermal import AGC_MODES, agc_range, check_thermal, equalize, range_table
+from .thermal import (AGC_MODES, check_thermal, clip_histogram, compress_tails,
+                      count_histogram, equalization_table, histogram_percentiles,
+                      range_table)
 
 REGISTRATION_MODES = ("none", "resize", "crop_resize", "homography")
 GRADIENT_MODES = ("per_image", "stable")
@@ -36,14 +38,20 @@ class AGCConfig:
         mode: one of :data:`~lutfuse_ros.core.thermal.AGC_MODES`.
         low, high: count range of ``"fixed"`` mode.
         percentile_low, percentile_high: percentiles of ``"percentile"`` mode.
-        smoothing: weight of the newest frame in the running range, in (0, 1].
+        plateau: ``"plateau"`` mode: a count's histogram bin is clipped at this many times
+            the mean occupied bin.
+        max_gain: ``"percentile"`` and ``"plateau"``: at most this many grey levels per count,
+            so sensor noise in a flat scene is not stretched over the whole range.
+        smoothing: weight of the newest frame in the running mapping, in (0, 1].
     """
 
-    mode: str = "percentile"
+    mode: str = "plateau"
     low: float = 0.0
     high: float = 65535.0
     percentile_low: float = 1.0
     percentile_high: float = 99.0
+    plateau: float = 1.0
+    max_gain: float = 1.0
     smoothing: float = 0.2
 
 
@@ -105,18 +113,34 @@ def _smooth(running: tuple[float, float] | None, new: tuple[float, float],
 
 # -- thermal AGC ---------------------------------------------------------------------------
 class ThermalAGC:
-    """16-bit thermal counts to the 8-bit IR input, with a range smoothed over time.
+    """16-bit thermal counts to the 8-bit IR input, with a mapping smoothed over time.
+
+    Modes (:data:`~lutfuse_ros.core.thermal.AGC_MODES`):
+
+    - ``"fixed"``: ``low``..``high`` counts, linear.
+    - ``"percentile"``: linear between two percentiles of the frame, at most ``max_gain``
+      levels per count.
+    - ``"plateau"``: plateau histogram equalisation (what thermal cameras' own AGC does): each
+      count's bin clipped at ``plateau`` times the mean occupied bin, so a large uniform
+      region cannot take over the mapping; at most ``max_gain`` levels per count.
+    - ``"equalize"``: plain histogram equalisation.
+
+    In every mode but ``fixed`` the histogram leaves out stuck pixels' codes (0, 65535) and
+    gives counts far outside the bulk of the scene (a hot object entering the view) at most
+    0.5 % of its weight (:func:`~lutfuse_ros.core.thermal.compress_tails`), so the rest of the
+    scene keeps its grey levels; the mapping (the range, or the equalisation table) is
+    smoothed over frames, and a flat frame (a camera's flat-field correction, the shutter
+    closed) or a repeated one leaves it unchanged.
 
     Args:
-        mode: ``"fixed"`` (``low``..``high`` counts), ``"percentile"`` (robust AGC) or
-            ``"equalize"`` (per-frame histogram equalisation).
+        mode: see above.
         low, high: the count range of ``"fixed"`` mode.
         percentiles: lower and upper percentile of ``"percentile"`` mode.
-        smoothing: weight of the newest frame's range in the running range, in (0, 1];
-            1 follows every frame (flickers), 0.1 settles in ~10 frames (a third of a second
-            at 30 Hz).
-        min_span: a frame whose percentile range spans fewer counts is treated as flat
-            (a camera's flat-field-correction freeze) and leaves the range unchanged.
+        plateau: bin clip of ``"plateau"`` mode, in mean occupied bins (> 0).
+        max_gain: grey levels per count at most (> 0), ``"percentile"`` and ``"plateau"``.
+        smoothing: weight of the newest frame in the running mapping, in (0, 1]; 1 follows
+            every frame (flickers), 0.1 settles in ~10 frames (a third of a second at 30 Hz).
+        flat_span: a frame whose 1-99 % range spans fewer counts is flat.
 
     8-bit thermal input (``mono8``) is already a display image and passes through unchanged.
 
@@ -129,14 +153,15 @@ class ThermalAGC:
                [  0,   0,   0, 255, 255, 255],
                [  0,   0,   0, 255, 255, 255]], dtype=uint8)
         >>> agc.range
-        (20040.0, 23960.0)
+        (20000.0, 24000.0)
     """
 
     def __init__(self, mode: str = AGCConfig.mode, low: float = AGCConfig.low,
                  high: float = AGCConfig.high,
                  percentiles: tuple[float, float] = (AGCConfig.percentile_low,
                                                      AGCConfig.percentile_high),
-                 smoothing: float = AGCConfig.smoothing, min_span: float = 4.0) -> None:
+                 plateau: float = AGCConfig.plateau, max_gain: float = AGCConfig.max_gain,
+                 smoothing: float = AGCConfig.smoothing, flat_span: float = 4.0) -> None:
         if mode not in AGC_MODES:
             raise ValueError(f"agc mode must be one of {AGC_MODES}, got {mode!r}")
         if mode == "fixed" and not high > low:
@@ -145,24 +170,30 @@ class ThermalAGC:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+        if not (plateau > 0 and max_gain > 0):
+            raise ValueError(f"plateau and max_gain must be > 0, got {plateau}, {max_gain}")
         self.mode, self.percentiles, self.smoothing = mode, tuple(percentiles), smoothing
-        self.min_span = min_span
+        self.plateau, self.max_gain, self.flat_span = plateau, max_gain, flat_span
+        # the count range mapped to 0..255 (for the table modes: where the table leaves 0
+        # and reaches 255), reported in the node's status
         self.range: tuple[float, float] | None = (low, high) if mode == "fixed" else None
-        self.frozen_frames = 0  # frames that left the range unchanged (flat or repeated)
+        self.frozen_frames = 0  # frames that left the mapping unchanged (flat or repeated)
         self._last: np.ndarray | None = None
-        self._lut: np.ndarray | None = None
-        self._lut_range: tuple[float, float] | None = None
+        self._table: np.ndarray | None = None  # float32 (65536,) of the table modes
+        self._lut: np.ndarray | None = None    # uint8 table applied to the frames
+        self._lut_key: tuple[float, float] | None = None
 
     @classmethod
     def from_config(cls, config: AGCConfig) -> "ThermalAGC":
         return cls(config.mode, low=config.low, high=config.high,
                    percentiles=(config.percentile_low, config.percentile_high),
+                   plateau=config.plateau, max_gain=config.max_gain,
                    smoothing=config.smoothing)
 
     def reset(self) -> None:
-        """Forget the running range (a new camera, a bag that loops)."""
+        """Forget the running mapping (a new camera, a bag that loops)."""
         if self.mode != "fixed":
-            self.range = None
+            self.range, self._table, self._lut_key = None, None, None
         self._last = None
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
@@ -170,32 +201,47 @@ class ThermalAGC:
         check_thermal(img)
         if img.dtype == np.uint8:
             return img
-        if self.mode == "equalize":
-            return equalize(img)
-        if self.mode == "percentile":
-            self._update_range(img)
-        return self._apply(img)
+        if self.mode != "fixed":
+            self._update(img)
+        if self.mode in ("fixed", "percentile"):
+            # a 65,536-entry table, rebuilt only when the (rounded) range moves
+            key = (round(self.range[0], 1), round(self.range[1], 1))
+            if self._lut is None or self._lut_key != key:
+                self._lut, self._lut_key = range_table(*key), key
+        return self._lut[img]
 
-    def _update_range(self, img: np.ndarray) -> None:
+    def _update(self, img: np.ndarray) -> None:
         repeated = self._last is not None and self._last.shape == img.shape and \
             np.array_equal(self._last, img)
         if not repeated:
             self._last = img.copy()
-        lo, hi = agc_range(img, self.percentiles)
-        if repeated or hi - lo < self.min_span:
+        hist = count_histogram(img)
+        lo, hi = histogram_percentiles(hist, (1.0, 99.0))
+        flat = repeated or hi - lo < self.flat_span
+        if flat:
             self.frozen_frames += 1
-            if self.range is None:  # nothing better yet: use this frame's own range
-                self.range = (lo, max(hi, lo + self.min_span))
+            if self.range is not None:  # keep the mapping we have
+                return
+        weight = 1.0 if self.range is None else self.smoothing
+        if self.mode == "percentile":
+            # a hot object's tail keeps less weight than the percentiles leave out, so the
+            # range stays on the scene and the object saturates (a linear map cannot have both)
+            share = 0.5 * min(self.percentiles[0], 100.0 - self.percentiles[1]) / 100.0
+            lo, hi = histogram_percentiles(compress_tails(hist, share=share), self.percentiles)
+            half = max(hi - lo, 255.0 / self.max_gain, self.flat_span) / 2.0
+            mid = (lo + hi) / 2.0
+            self.range = _smooth(self.range, (mid - half, mid + half), weight)
             return
-        self.range = _smooth(self.range, (lo, hi), self.smoothing)
-
-    def _apply(self, img: np.ndarray) -> np.ndarray:
-        # A 65,536-entry table, rebuilt only when the (rounded) range moves.
-        key = (round(self.range[0], 1), round(self.range[1], 1))
-        if self._lut is None or self._lut_range != key:
-            self._lut = range_table(*key)
-            self._lut_range = key
-        return self._lut[img]
+        if self.mode == "plateau":
+            table = equalization_table(clip_histogram(compress_tails(hist), self.plateau),
+                                       self.max_gain)
+        else:
+            table = equalization_table(compress_tails(hist))
+        self._table = table if self._table is None else \
+            self._table + np.float32(weight) * (table - self._table)
+        self._lut = (self._table + 0.5).astype(np.uint8)
+        inside = np.nonzero((self._table > 0.5) & (self._table < 254.5))[0]
+        self.range = (float(inside[0]), float(inside[-1])) if len(inside) else (lo, hi)
 
 
 # -- registration --------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """16-bit thermal images to the 8-bit IR input of the fusion model.
 
 Radiometric thermal cameras publish 16-bit counts (``mono16``/``16UC1``) that look black when
-shown as is. Three mappings:
+shown as is: a few hundred to a few thousand counts out of 65,535, 14-bit values in 16-bit
+words (:func:`to_counts`, :func:`read_raw_thermal`), stuck pixels. Four mappings:
 
 - ``fixed``: a given ``[low, high]`` count range, for calibrated scenes;
 - ``percentile``: the range between two percentiles of the frame (robust AGC);
+- ``plateau``: plateau histogram equalisation, gain-limited (:func:`clip_histogram`,
+  :func:`equalization_table`), as thermal cameras do it;
 - ``equalize``: histogram equalisation over all 65,536 levels.
 
 :func:`agc_range` and :func:`apply_range` are separate so a stream can smooth the range over
@@ -16,7 +19,12 @@ import numpy as np
 
 from .errors import InputError
 
-AGC_MODES = ("fixed", "percentile", "equalize")
+AGC_MODES = ("fixed", "percentile", "plateau", "equalize")
+DEAD_HOT_CODES = (0, 65535)  # stuck pixels' codes: never part of a frame's range
+
+
+class ThermalReadError(InputError):
+    """A raw thermal file that cannot be read as counts (missing, not 16-bit, not 2-D)."""
 
 
 class ThermalInputError(InputError):
@@ -38,6 +46,168 @@ def check_thermal(img: np.ndarray) -> None:
             f"thermal image must be a (H, W) array, got {getattr(img, 'shape', img)}")
     if img.dtype not in (np.uint8, np.uint16):
         raise ThermalInputError(f"thermal image must be uint8 or uint16, got {img.dtype}")
+
+
+def read_raw_thermal(path, bits: int | None = None, byte_order: str = "auto") -> np.ndarray:
+    """Raw counts of a 16-bit PNG/TIFF thermal frame (8-bit files are returned as they are).
+
+    Args:
+        path: the file.
+        bits, byte_order: see :func:`to_counts`.
+
+    Returns:
+        :math:`(H, W)` uint16 counts (or uint8 for an 8-bit display image).
+
+    Raises:
+        ThermalReadError: unreadable, or not a single-channel 8/16-bit image.
+    """
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ThermalReadError(f"cannot read {path} as an image")
+    if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
+        raise ThermalReadError(f"{path}: a thermal frame must be single-channel 8 or 16 bit, "
+                               f"got {img.dtype} {img.shape}")
+    return img if img.dtype == np.uint8 else to_counts(img, bits, byte_order)
+
+
+def to_counts(img: np.ndarray, bits: int | None = None, byte_order: str = "auto") -> np.ndarray:
+    """16-bit words as a camera wrote them -> counts.
+
+    Args:
+        img: :math:`(H, W)` uint16.
+        bits: 16, or 14 (a 14-bit sensor: values either in the low 14 bits, kept, or in the
+            high 14 bits, shifted down); ``None`` guesses 14-bit-high when every value is a
+            multiple of 4 and some exceed 16383.
+        byte_order: ``"native"``, ``"swapped"`` (big-endian words read as little-endian), or
+            ``"auto"``: swapped when the high bytes take more than twice as many values as the
+            low bytes (raw counts sit in a narrow band: few high bytes, every low byte).
+
+    Example:
+        >>> counts = (6000 + np.arange(256) * 4).astype(np.uint16).reshape(16, 16)  # 14 bit
+        >>> bool(np.array_equal(to_counts(counts.byteswap()), counts))  # big-endian words
+        True
+        >>> bool(np.array_equal(to_counts(counts << 2), counts))        # high-aligned
+        True
+    """
+    check_thermal(img)
+    if img.dtype != np.uint16:
+        raise ThermalInputError(f"raw counts are uint16, got {img.dtype}")
+    if byte_order not in ("auto", "native", "swapped"):
+        raise ValueError(f"byte_order must be auto, native or swapped, got {byte_order!r}")
+    if bits not in (None, 14, 16):
+        raise ValueError(f"bits must be 14, 16 or None, got {bits!r}")
+    if byte_order == "swapped":
+        img = img.byteswap()
+    elif byte_order == "auto":
+        sub = img[::2, ::2]
+        if len(np.unique(sub >> 8)) > 2 * len(np.unique(sub & 255)):
+            img = img.byteswap()
+    if bits != 16 and int(img.max()) > 16383:
+        high_aligned = not np.any(img & 3)
+        if bits == 14 and not high_aligned:
+            raise ThermalInputError("14-bit counts above 16383 that are not high-aligned "
+                                    "(not multiples of 4): not a 14-bit frame")
+        if high_aligned:
+            img = img >> 2
+    return img
+
+
+def count_histogram(img: np.ndarray, subsample: int = 2) -> np.ndarray:
+    """Histogram over every count of a thermal frame, stuck pixels' codes left out.
+
+    Args:
+        img: :math:`(H, W)` uint16 or uint8.
+        subsample: every n-th pixel in each direction.
+
+    Returns:
+        :math:`(L,)` int64, ``L`` = 65536 (uint16) or 256 (uint8).
+    """
+    check_thermal(img)
+    levels = 65536 if img.dtype == np.uint16 else 256
+    hist = np.bincount(img[::subsample, ::subsample].ravel(), minlength=levels)
+    if levels == 65536:
+        hist[list(DEAD_HOT_CODES)] = 0
+    return hist
+
+
+def histogram_percentiles(hist: np.ndarray, percentiles: tuple[float, float]
+                          ) -> tuple[float, float]:
+    """The counts below which ``percentiles`` of a histogram lie (no interpolation)."""
+    cdf = np.cumsum(hist, dtype=np.float64)
+    if cdf[-1] <= 0:
+        return 0.0, 0.0
+    q = np.asarray(percentiles, np.float64) / 100.0 * cdf[-1]
+    lo, hi = np.searchsorted(cdf, q, side="left")
+    return float(lo), float(hi)
+
+
+def compress_tails(hist: np.ndarray, fence: float = 3.0, share: float = 0.02,
+                   largest: float = 0.1) -> np.ndarray:
+    """Counts far outside the bulk of a frame (beyond ``fence`` interquartile ranges from the
+    quartiles: a hot person, the sun, a lamp) keep at most ``share`` of the bulk's weight on
+    each side, when they are at most ``largest`` of the frame (more is the scene itself).
+
+    So a hot object entering the view takes a small, fixed part of the grey range and the
+    rest of the scene keeps its grey levels, instead of being squeezed into the bottom.
+    """
+    total = hist.sum()
+    if total <= 0:
+        return hist.astype(np.float64)
+    q1, q3 = histogram_percentiles(hist, (25.0, 75.0))
+    iqr = max(q3 - q1, 1.0)
+    lo, hi = int(max(0, q1 - fence * iqr)), int(min(len(hist) - 1, q3 + fence * iqr))
+    out = hist.astype(np.float64)
+    bulk = out[lo:hi + 1].sum()
+    for tail in (slice(0, lo), slice(hi + 1, None)):
+        mass = out[tail].sum()
+        if share * bulk < mass <= largest * total:
+            out[tail] *= share * bulk / mass
+    return out
+
+
+def clip_histogram(hist: np.ndarray, plateau: float) -> np.ndarray:
+    """Each count's bin clipped at ``plateau`` times the mean of the occupied bins: a large
+    uniform region (sky, a wall, a hot engine) cannot take over the mapping."""
+    occupied = np.count_nonzero(hist)
+    if occupied == 0 or not np.isfinite(plateau):
+        return hist.astype(np.float64)
+    return np.minimum(hist, plateau * hist.sum() / occupied).astype(np.float64)
+
+
+def equalization_table(hist: np.ndarray, max_gain: float = float("inf")) -> np.ndarray:
+    """Histogram equalisation table of a (clipped) histogram, gain-limited.
+
+    Each count gets output levels in proportion to its share of the histogram, but at most
+    ``max_gain`` levels per count (of the distance from the previous occupied count), so a
+    flat, noisy scene (a few dozen counts) is not stretched over 256 levels; the mapping is
+    then centred on mid-grey.
+
+    Example:
+        >>> hist = np.zeros(65536); hist[[1000, 1001, 1002, 1003]] = 1  # a 3-count scene
+        >>> t = equalization_table(hist, max_gain=2.0)
+        >>> [round(float(t[c]), 1) for c in (1000, 1003)]                 # 6 levels, centred
+        [124.5, 130.5]
+        >>> [round(float(v), 1) for v in equalization_table(hist)[[1000, 1003]]]
+        [0.0, 255.0]
+
+    Returns:
+        :math:`(L,)` float32 in [0, 255], indexed by the count.
+    """
+    levels = len(hist)
+    nz = np.nonzero(hist)[0]
+    if len(nz) < 2:
+        return np.full(levels, 127.5, np.float32)
+    step = hist.astype(np.float64)
+    step[nz[0]] = 0.0  # the lowest occupied count maps to the bottom of the mapping
+    step *= 255.0 / step.sum()
+    # slope limit: from one occupied count to the next, at most max_gain levels per count
+    # between them (quantised cameras leave gaps of many counts between occupied ones)
+    step[nz[1:]] = np.minimum(step[nz[1:]], max_gain * np.diff(nz))
+    table = np.cumsum(step)
+    table += (255.0 - table[-1]) / 2.0
+    return table.astype(np.float32)
 
 
 def agc_range(img: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
@@ -111,11 +281,14 @@ def equalize(img: np.ndarray) -> np.ndarray:
 
 def thermal_to_8bit(img: np.ndarray, mode: str = "percentile",
                     low: float | None = None, high: float | None = None,
-                    percentiles: tuple[float, float] = (1.0, 99.0)) -> np.ndarray:
-    """Map a thermal frame to the 8-bit IR input. (H, W) uint16/uint8 -> (H, W) uint8.
+                    percentiles: tuple[float, float] = (1.0, 99.0), plateau: float = 1.0,
+                    max_gain: float = 1.0) -> np.ndarray:
+    """Map one thermal frame to the 8-bit IR input, with no state across frames (streams use
+    :class:`~lutfuse_ros.core.preprocess.ThermalAGC`). (H, W) uint16/uint8 -> (H, W) uint8.
 
     Args:
-        mode: ``"fixed"`` (needs ``low`` and ``high``), ``"percentile"`` or ``"equalize"``.
+        mode: ``"fixed"`` (needs ``low`` and ``high``), ``"percentile"``, ``"plateau"``
+            (``plateau``, ``max_gain``) or ``"equalize"``.
 
     Example:
         >>> thermal_to_8bit(np.array([[0, 250, 1000]], np.uint16), "fixed", low=0, high=1000)
@@ -127,6 +300,9 @@ def thermal_to_8bit(img: np.ndarray, mode: str = "percentile",
         return apply_range(img, low, high)
     if mode == "percentile":
         return apply_range(img, *agc_range(img, percentiles))
+    if mode == "plateau":
+        hist = clip_histogram(compress_tails(count_histogram(img)), plateau)
+        return (equalization_table(hist, max_gain) + 0.5).astype(np.uint8)[img]
     if mode == "equalize":
         return equalize(img)
     raise ValueError(f"mode must be one of {AGC_MODES}, got {mode!r}")

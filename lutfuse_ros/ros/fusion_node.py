@@ -35,7 +35,7 @@ from ..core.model import ModelFormatError
 from ..core.preprocess import Preprocessor
 from ..stream.calibration_job import CalibrationJob
 from ..stream.codec import numpy_to_image
-from ..stream.pipeline import FramePipeline, FusedFrame, make_fuser
+from ..stream.pipeline import FramePipeline, FusedFrame, agc_mismatch, make_fuser
 from ..stream.stats import (ModelInfo, NodeStats, RegistrationInfo, diagnostic_groups,
                             status_fields)
 from ..stream.sync import (RGB, THERMAL, ApproximateTimePolicy, LatestSlot, SyncedPair, Topic,
@@ -63,6 +63,7 @@ class FusionNode(Node):
         # Model and preprocessing; a bad model file at start-up is fatal (nothing to fall back to).
         self.pipeline = FramePipeline.from_config(s.pipeline)
         self.pipeline.fuser.warm_up()  # compile/load kernels now, not on the first frame
+        self._warn_agc_mismatch()
         self.sync = ApproximateTimePolicy.from_config(s.sync)
         self.slot: LatestSlot[tuple[SyncedPair, float]] = LatestSlot()
         self.camera_info: CameraInfo | None = None
@@ -225,7 +226,15 @@ class FusionNode(Node):
         if fuser is not None:
             self.model_state = "loaded"
             self.get_logger().info(f"model {fuser.model_id} in use ({self.pipeline.fuser.engine})")
+        if fuser is not None or pre is not None:
+            self._warn_agc_mismatch()
         return SetParametersResult(successful=True)
+
+    def _warn_agc_mismatch(self) -> None:
+        why = agc_mismatch(self.pipeline.fuser.model.metadata, self.settings.agc)
+        if why:
+            self.get_logger().warning(f"{why}: 16-bit thermal frames will look different from "
+                                      "the training data (set agc.mode to match)")
 
     # -- diagnostics and status: values from NodeStats, filled into messages ---------------
     def _check_registration(self, frame: FusedFrame) -> None:

@@ -201,9 +201,11 @@ PARAMS: tuple[Param, ...] = (
           "costs quality on the test sets).", rebuilds=PREPROCESSING, range=(0.5, 1.0)),
     Param("gradient.smoothing", "stable mode: weight of the newest frame in the range.",
           rebuilds=PREPROCESSING, range=(0.001, 1.0)),
-    Param("agc.mode", "16-bit thermal to 8 bit: percentile (robust AGC, smoothed),"
-          " fixed (agc.low..agc.high counts) or equalize. 8-bit thermal passes through.",
-          rebuilds=PREPROCESSING, choices=AGC_MODES),
+    Param("agc.mode", "16-bit thermal to 8 bit: plateau (plateau histogram equalisation, "
+          "gain-limited, as thermal cameras do), percentile (linear between two percentiles),"
+          " fixed (agc.low..agc.high counts) or equalize. All but fixed ignore stuck pixels, "
+          "keep a hot object from darkening the rest and hold the mapping over a flat frame. "
+          "8-bit thermal passes through.", rebuilds=PREPROCESSING, choices=AGC_MODES),
     Param("agc.low", "fixed mode: count mapped to 0.", rebuilds=PREPROCESSING,
           range=(0.0, 65535.0)),
     Param("agc.high", "fixed mode: count mapped to 255.", rebuilds=PREPROCESSING,
@@ -212,8 +214,14 @@ PARAMS: tuple[Param, ...] = (
           range=(0.0, 100.0)),
     Param("agc.percentile_high", "percentile mode: upper percentile.", rebuilds=PREPROCESSING,
           range=(0.0, 100.0)),
-    Param("agc.smoothing", "percentile mode: weight of the newest frame in the range.",
-          rebuilds=PREPROCESSING, range=(0.001, 1.0)),
+    Param("agc.plateau", "plateau mode: a count's histogram bin is clipped at this many "
+          "times the mean occupied bin (lower: more linear, a large uniform area takes less "
+          "of the grey range).", rebuilds=PREPROCESSING, range=(0.1, 100.0)),
+    Param("agc.max_gain", "plateau and percentile modes: at most this many grey levels per "
+          "count, so sensor noise of a flat scene is not blown up.", rebuilds=PREPROCESSING,
+          range=(0.01, 256.0)),
+    Param("agc.smoothing", "weight of the newest frame in the AGC mapping (range or table), "
+          "all modes but fixed.", rebuilds=PREPROCESSING, range=(0.001, 1.0)),
     Param("registration.mode", "Thermal into the RGB frame: none, resize, "
           "crop_resize or homography.", rebuilds=PREPROCESSING, choices=REGISTRATION_MODES),
     Param("registration.homography", "3x3 thermal->RGB pixel homography, row-major "

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from ..core import FusionConfig, Fuser, load_model
-from ..core.preprocess import PreprocessConfig, Preprocessor
+from ..core.preprocess import AGCConfig, PreprocessConfig, Preprocessor
 from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageMessage, image_to_numpy
 
 OUTPUT_ENCODINGS = ("", "rgb8", "bgr8", "mono8")  # "": follow the visible input
@@ -48,6 +48,25 @@ def make_fuser(model_path: str, config: FusionConfig) -> Fuser:
         ValueError: an invalid fusion setting.
     """
     return Fuser(load_model(model_path or None), config)
+
+
+def agc_mismatch(model_metadata: dict, agc: AGCConfig) -> str | None:
+    """Why a model may see other 16-bit thermal inputs than it was trained on, or ``None``.
+
+    A model trained from bags or 16-bit folders records the AGC its thermal frames went
+    through (``metadata["training"]["agc"]``); a node mapping 16-bit frames otherwise feeds it
+    a different look of the IR.
+
+    Example:
+        >>> agc_mismatch({"training": {"agc": {"mode": "plateau"}}}, AGCConfig(mode="plateau"))
+        >>> agc_mismatch({"training": {"agc": {"mode": "plateau"}}}, AGCConfig(mode="fixed"))
+        "model trained with agc.mode 'plateau', this node maps 16-bit thermal with 'fixed'"
+    """
+    trained = (model_metadata.get("training") or {}).get("agc")
+    if not isinstance(trained, dict) or trained.get("mode") in (None, agc.mode):
+        return None
+    return (f"model trained with agc.mode {trained['mode']!r}, this node maps 16-bit thermal "
+            f"with {agc.mode!r}")
 
 
 @dataclass

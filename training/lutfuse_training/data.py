@@ -9,7 +9,7 @@ so crops are normalised as their frame would be.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -18,8 +18,13 @@ import torch
 from tqdm import tqdm
 
 from lutfuse_ros.core.imageio import match_pairs, read_visible
-from lutfuse_ros.core.preprocess import GradientNormaliser, ThermalAGC
+from lutfuse_ros.core.preprocess import AGCConfig, GradientNormaliser, ThermalAGC
+from lutfuse_ros.core.thermal import to_counts
 from lutfuse_ros.stream.bagio import is_bag
+
+# 16-bit thermal frames (folders and bags) go through the node's default AGC; the model
+# records it (metadata training.agc) so a node with another AGC warns.
+TRAINING_AGC = AGCConfig()
 
 
 class DataError(ValueError):
@@ -62,7 +67,10 @@ def read_thermal(path: Path) -> np.ndarray:
     if img.ndim == 3:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
     if img.dtype == np.uint16:
-        img = ThermalAGC("percentile", smoothing=1.0)(img)  # as the node maps 16-bit frames
+        # as the node maps 16-bit frames (its default AGC; the model records it), each file
+        # its own frame
+        img = ThermalAGC.from_config(replace(TRAINING_AGC, smoothing=1.0))(
+            to_counts(img))
     if img.dtype != np.uint8:
         raise DataError(f"{path}: IR must be 8- or 16-bit, got {img.dtype}")
     return img

@@ -1,6 +1,7 @@
 """The two training stages: the MM-Net teacher, and its distillation into an MM-LUT."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ from lutfuse_ros.core.model import LUT_NODES, LUT_SCALE
 from lutfuse_ros.core.torch_ops import fuse_luma, rgb_to_ycbcr, ycbcr_to_rgb
 
 from .config import TrainConfig
-from .data import Pair
+from .data import TRAINING_AGC, Pair
 from .losses import lut_monotonicity, lut_smoothness, ssim, teacher_losses
 from .teacher import MMNet, TeacherConfig, save_teacher
 
@@ -172,7 +173,7 @@ class DistillStage:
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                     timespec="seconds"),
                 "training": {"data": self.data_names, "config": self.config.to_dict(),
-                             **(summary or {})}}
+                             "agc": dataclasses.asdict(TRAINING_AGC), **(summary or {})}}
         return FusionModel(lut=self.lut.detach().cpu().numpy().astype(np.float32),
                            context_state=state, context_config=self.context_config.to_dict(),
                            metadata=meta)
@@ -194,6 +195,9 @@ def write_model_card(path: Path, model: FusionModel, summary: dict) -> None:
              "`lutfuse-train distill`.", "",
              "## Data", "", *[f"- {d}" for d in t["data"]], "",
              f"- validation: {c['val_pairs']} pairs held out of the training folders", "",
+             f"- 16-bit thermal frames mapped by AGC `{t['agc']['mode']}` ("
+             + ", ".join(f"{k} {v}" for k, v in t["agc"].items() if k != "mode")
+             + "); 8-bit IR as it is. A node with another `agc.mode` warns.", "",
              "## Training", "",
              f"- steps: {summary['steps']} of {summary['planned_steps']}"
              f"{' (stopped by the time limit)' if summary['stopped_early'] else ''}, "
