@@ -150,7 +150,7 @@ def fusion_table(n_pairs: int, shown: list | None = None) -> str:
         if root.is_dir():
             pairs += [(read_ir(i), read_visible(v))
                       for _, i, v in match_pairs(root / "ir", root / "vis").pairs[:n_pairs]]
-    picks = {0, n_pairs}  # the first pair of each set goes into the picture
+    picks = {0, n_pairs - 1}  # two MSRS pairs (day, night) go into the picture
     for k, (ir, vis) in enumerate(tqdm(pairs, desc="pairs (fusion)")):
         a, b = ir.astype(np.float32), to_gray(vis)
         raw = np.clip(3000 + 2.0 * ir + rng.normal(0, 3, ir.shape), 0, 65535).astype(np.uint16)

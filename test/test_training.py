@@ -125,6 +125,15 @@ def test_commands_write_a_model_the_core_runs(data_dir, tmp_path):
         assert (run / name).is_file(), name
     model = load_model(run / "model.npz")
     assert model.metadata["training"]["steps"] == 6
+    # the AGC its 16-bit frames would go through is recorded: a node with another one warns
+    from lutfuse_ros.core.preprocess import AGCConfig
+    from lutfuse_ros.stream.pipeline import agc_mismatch
+
+    assert model.metadata["training"]["agc"]["mode"] == AGCConfig().mode
+    assert "AGC `plateau`" in (run / "MODEL_CARD.md").read_text()
+    assert agc_mismatch(model.metadata, AGCConfig()) is None
+    assert "trained with agc.mode 'plateau'" in agc_mismatch(model.metadata,
+                                                              AGCConfig(mode="percentile"))
     ir, vis = synthetic_pair(seed=9, size=(96, 128))
     for config in (FusionConfig(), FusionConfig(exact=True)):
         out = Fuser(model, config).fuse(ir, vis)
