@@ -3,6 +3,8 @@ fusion.launch.xml):
 
     ros2 launch lutfuse_ros fusion.launch.py thermal_topic:=/boson/image_raw model:=/data/my.npz
 """
+import os
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -11,9 +13,10 @@ from launch_ros.substitutions import FindPackageShare
 
 ARGS = {
     "namespace": ("", "Namespace of the node and its fused/* topics"),
-    "thermal_topic": ("/thermal/image_raw", "Thermal sensor_msgs/Image"),
-    "rgb_topic": ("/rgb/image_raw", "Visible sensor_msgs/Image"),
-    "rgb_info_topic": ("/rgb/camera_info", "RGB camera_info, republished as fused/camera_info"),
+    "thermal_topic": ("thermal/image_raw", "Thermal sensor_msgs/Image (relative: follows the "
+                      "namespace)"),
+    "rgb_topic": ("rgb/image_raw", "Visible sensor_msgs/Image"),
+    "rgb_info_topic": ("rgb/camera_info", "RGB camera_info, republished as fused/camera_info"),
     "params_file": (PathJoinSubstitution([FindPackageShare("lutfuse_ros"), "config",
                                           "fusion.yaml"]), "Node parameters"),
     "model": ("", "Model file (.npz); empty: the package's default model"),
@@ -35,6 +38,8 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=desc)
          for name, (default, desc) in ARGS.items()]
-        + [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile),
-           SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", profile),
-           node])
+        + [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile)]
+        # Fast DDS 2 (Humble, Jazzy) reads only the old name; Fast DDS 3 warns about it.
+        + ([SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", profile)]
+           if os.environ.get("ROS_DISTRO", "") in ("", "humble", "iron", "jazzy") else [])
+        + [node])

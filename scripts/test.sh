@@ -4,7 +4,11 @@
 #     checkout, pip-installed);
 #  2. where ROS 2 (rclpy) is installed: build the package with colcon (messages included)
 #     and run the node tests again from the install space, as `ros2 run` and launch use it;
-#  3. the short ARM64 check of the torch-free runtime (scripts/arm64_check.sh).
+#  3. where ../shared/ros2-python is (CI has it): the real tools a robot has (launch,
+#     launch_ros, the `ros2` command, message_filters; scripts/ros2_tools.sh) and the tests
+#     that drive the package with them from the install space (ros2 launch / run / pkg /
+#     param, Ctrl-C, two rigs, the recorder; message_filters against the sync policy);
+#  4. the short ARM64 check of the torch-free runtime (scripts/arm64_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -28,6 +32,23 @@ if .venv/bin/python -c "import rclpy" 2>/dev/null; then
       -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" -o addopts="" \
       "$ROOT/test/test_node.py" "$ROOT/test/test_robot_loop.py"
   )
+  if [ -d ../shared/ros2-python/kilted ]; then
+    start=$(date +%s)
+    bash scripts/ros2_tools.sh kilted
+    (
+      # As a robot's shell: the distribution named, the tools on the ament index and PATH,
+      # the workspace sourced.
+      export ROS_DISTRO=kilted AMENT_PREFIX_PATH="$ROOT/.venv" PATH="$ROOT/.venv/bin:$PATH"
+      set +u; . colcon_ws/install/setup.sh; set -u
+      cd "$(mktemp -d)"
+      LUTFUSE_TEST_INSTALL_SPACE="$ROOT/colcon_ws/install" python -m pytest -q \
+        -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" -o addopts="" \
+        "$ROOT/test/test_ros2_tools.py" "$ROOT/test/test_sync.py" "$ROOT/test/test_launch_config.py"
+    )
+    echo "test.sh: ROS 2 tools leg (kilted) in $(( $(date +%s) - start )) s"
+  else
+    echo "test.sh: ../shared/ros2-python absent: the ros2 launch/CLI tests skipped"
+  fi
 else
   echo "test.sh: no ROS 2 (rclpy) here: colcon build and install-space tests skipped"
 fi
