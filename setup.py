@@ -49,6 +49,10 @@ setup(
         "ros": ["ros-rclpy==9.1.2", "ros-sensor-msgs==5.5.1", "ros-diagnostic-msgs==5.5.1",
                 "ros-std-srvs==5.5.1",
                 "ros-rmw-fastrtps-cpp==9.3.3", "pyyaml>=6"],
+        # ROS 2 Jazzy (the LTS) from PyPI: CI's second leg (scripts/jazzy_leg.sh).
+        "ros-jazzy": ["ros-jazzy-rclpy==7.1.6", "ros-jazzy-sensor-msgs==5.3.6",
+                      "ros-jazzy-diagnostic-msgs==5.3.6", "ros-jazzy-std-srvs==5.3.6",
+                      "ros-jazzy-rmw-fastrtps-cpp==8.4.3", "pyyaml>=6"],
     },
     entry_points={"console_scripts": [
         f"lutfuse = {PACKAGE}.cli:main",

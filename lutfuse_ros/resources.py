@@ -49,3 +49,29 @@ def config_file(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no config file {name!r} in {path.parent}")
     return path
+
+
+# Fast DDS 2 (these distributions) reads only FASTRTPS_DEFAULT_PROFILES_FILE; Fast DDS 3
+# (Kilted and later) reads FASTDDS_DEFAULT_PROFILES_FILE and warns that the old name is
+# deprecated. The launch files apply the same rule.
+FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
+
+
+def dds_profile_env(profile: str | Path, ros_distro: str | None = None) -> dict[str, str]:
+    """The environment variables that make this distribution's Fast DDS read ``profile``.
+
+    ``ros_distro`` defaults to ``$ROS_DISTRO``; unset, both names are set (safe everywhere).
+
+    Example:
+        >>> sorted(dds_profile_env("/p.xml", "kilted"))
+        ['FASTDDS_DEFAULT_PROFILES_FILE']
+        >>> sorted(dds_profile_env("/p.xml", "jazzy"))
+        ['FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE']
+    """
+    import os
+
+    distro = os.environ.get("ROS_DISTRO", "") if ros_distro is None else ros_distro
+    env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)}
+    if distro in ("", *FAST_DDS_2_DISTROS):
+        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(profile)
+    return env

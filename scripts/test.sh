@@ -8,6 +8,8 @@
 #     launch_ros, the `ros2` command, message_filters; scripts/ros2_tools.sh) and the tests
 #     that drive the package with them from the install space (ros2 launch / run / pkg /
 #     param, Ctrl-C, two rigs, the recorder; message_filters against the sync policy);
+#     then the Jazzy leg (scripts/jazzy_leg.sh): the node, robot-loop and tool tests again,
+#     built and run against ROS 2 Jazzy;
 #  4. the short ARM64 check of the torch-free runtime (scripts/arm64_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +48,8 @@ if .venv/bin/python -c "import rclpy" 2>/dev/null; then
         "$ROOT/test/test_ros2_tools.py" "$ROOT/test/test_sync.py" "$ROOT/test/test_launch_config.py"
     )
     echo "test.sh: ROS 2 tools leg (kilted) in $(( $(date +%s) - start )) s"
+    # The same from a Jazzy (LTS) install space, built against the Jazzy wheels.
+    bash scripts/jazzy_leg.sh
   else
     echo "test.sh: ../shared/ros2-python absent: the ros2 launch/CLI tests skipped"
   fi

@@ -14,7 +14,7 @@ import pytest
 
 import lutfuse_ros
 from lutfuse_ros.core.synthetic import synthetic_pair
-from lutfuse_ros.resources import config_file
+from lutfuse_ros.resources import config_file, dds_profile_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -24,7 +24,7 @@ SHARED = ROOT.parent / "shared"
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
 os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lutfuse_test_ros_home_"))
-os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_file("fastdds_shm_localhost.xml"))
+os.environ.update(dds_profile_env(config_file("fastdds_shm_localhost.xml")))
 
 # scripts/test.sh runs the node tests a second time against the colcon install space
 # (LUTFUSE_TEST_INSTALL_SPACE=colcon_ws/install, its setup.sh sourced): make sure that is

@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.imageio import mosaic, write_image
 from ..core.synthetic import synthetic_pair
-from ..resources import config_file
+from ..resources import config_file, dds_profile_env
 from ..stream.codec import image_to_numpy, numpy_to_image
 from ..stream.sync import stamp_to_ns
 
@@ -197,8 +197,8 @@ def ros_env(domain_id: int | None = None, profile: str = "fastdds_shm_localhost.
     if domain_id is not None or "ROS_DOMAIN_ID" not in env:
         env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else 10 + os.getpid() % 90)
     env.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lutfuse_ros_home_"))
-    # Kilted reads FASTDDS_*; Humble and Jazzy read FASTRTPS_* (Kilted warns if it is set).
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_file(profile))
+    # the profile variable(s) this distribution's Fast DDS reads
+    env.update(dds_profile_env(config_file(profile)))
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     return env
 
