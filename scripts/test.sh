@@ -20,9 +20,12 @@ export ROS_HOME="$(mktemp -d)"
 .venv/bin/ruff check .   # the linter (ruff.toml)
 # The suite and the docstring examples (pytest.ini's testpaths). pytest exits non-zero (5)
 # when it collects no test, so an empty run fails here too.
+leg=$(date +%s)
 .venv/bin/python -m pytest -q "$@"
+echo "test.sh: suite in $(( $(date +%s) - leg )) s"
 
 if .venv/bin/python -c "import rclpy" 2>/dev/null; then
+  leg=$(date +%s)
   bash scripts/colcon_build.sh
   # From outside the checkout, so that Python imports lutfuse_ros from the install space
   # (the tests' conftest checks that it does).
@@ -34,6 +37,7 @@ if .venv/bin/python -c "import rclpy" 2>/dev/null; then
       -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" -o addopts="" \
       "$ROOT/test/test_node.py" "$ROOT/test/test_robot_loop.py"
   )
+  echo "test.sh: colcon build + install-space leg in $(( $(date +%s) - leg )) s"
   if [ -d ../shared/ros2-python/kilted ]; then
     start=$(date +%s)
     bash scripts/ros2_tools.sh kilted
@@ -59,7 +63,9 @@ fi
 
 # debootstrap needs root (CI runs as root here).
 if [ "$(uname -sm)" = "Linux x86_64" ] && [ "$(id -u)" = 0 ]; then
+  leg=$(date +%s)
   bash scripts/arm64_check.sh
+  echo "test.sh: ARM64 check in $(( $(date +%s) - leg )) s"
 else
   echo "test.sh: ARM64 check skipped (needs root on x86-64 Linux: sudo bash scripts/arm64_check.sh)"
 fi
