@@ -41,6 +41,17 @@ def ros2(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def ros2_graph(*args: str, tries: int = 5) -> subprocess.CompletedProcess:
+    """``ros2 node|param ...`` without the daemon (none left behind; a daemon started by the
+    first command may not have discovered the node yet: "Node not found"), retried while the
+    node is still being discovered."""
+    for _ in range(tries):
+        res = ros2(*args, "--no-daemon", "--spin-time", "3")
+        if "Node not found" not in res.stdout + res.stderr:
+            return res
+    return res
+
+
 class Launched:
     """``ros2 launch ...`` in a process group of its own, as a terminal starts it."""
 
@@ -169,14 +180,14 @@ def test_launch_xml_in_a_namespace_fuses_swaps_the_model_and_stops_on_ctrl_c(cam
             in text, text
         if os.environ.get("ROS_DISTRO") == "kilted":  # only the name this Fast DDS reads
             assert "deprecated" not in text, text
-        got = ros2("param", "get", "/front/lutfuse_fusion", "model_path")
+        got = ros2_graph("param", "get", "/front/lutfuse_fusion", "model_path")
         assert str(model) in got.stdout, got.stdout + got.stderr
         bad = tmp_path / "broken.npz"
         bad.write_bytes(b"not a model")
-        refused = ros2("param", "set", "/front/lutfuse_fusion", "model_path", str(bad))
+        refused = ros2_graph("param", "set", "/front/lutfuse_fusion", "model_path", str(bad))
         assert "Setting parameter failed" in refused.stdout + refused.stderr, refused
         assert "broken.npz" in refused.stderr  # the node's reason, naming the file
-        swapped = ros2("param", "set", "/front/lutfuse_fusion", "model_path", "")
+        swapped = ros2_graph("param", "set", "/front/lutfuse_fusion", "model_path", "")
         assert "Set parameter successful" in swapped.stdout, swapped.stdout + swapped.stderr
         assert run.proc.poll() is None, run.text()
         assert run.ctrl_c() == 0, run.text()
@@ -196,7 +207,7 @@ def test_launch_py_with_a_params_file_and_remapped_topics(cameras, tmp_path):
         cams = cameras(["py"])
         cams.stream_until_fused()
         assert cams.fused["py"][-1].encoding == "mono8"
-        got = ros2("param", "get", "/py/lutfuse_fusion", "agc.mode")
+        got = ros2_graph("param", "get", "/py/lutfuse_fusion", "agc.mode")
         assert "percentile" in got.stdout, got.stdout + got.stderr
         assert run.ctrl_c() == 0, run.text()
         assert not run.orphans()
@@ -209,7 +220,7 @@ def test_two_rigs_in_one_launch(cameras, tmp_path):
     try:
         cams = cameras(["front", "rear"])
         cams.stream_until_fused()
-        nodes = ros2("node", "list").stdout
+        nodes = ros2_graph("node", "list").stdout
         assert "/front/lutfuse_fusion" in nodes and "/rear/lutfuse_fusion" in nodes, nodes
         assert run.ctrl_c() == 0, run.text()
         assert not run.orphans()
