@@ -3,9 +3,12 @@ over loopback DDS with the shared-memory profile.
 
 Default run: 640x480 bgr8 + 640x512 mono16 at 30 Hz for 60 s, then a rate sweep. Prints
 latency (camera stamp -> fused image received) p50/p99/max, delivered %, node CPU % and RSS
-at start and end, and writes a JSON next to it.
+at start and end, and writes a JSON next to it. ``--relay`` runs, in the same run and the
+same set-up, a node that republishes the RGB image and does nothing else (the floor any
+fusion node stands on) and prints node minus relay.
 
     python benchmarks/node_bench.py --seconds 60 --sweep 30,45,60,90 --out out/node_bench.json
+    python benchmarks/node_bench.py --relay --seconds 30 --sweep 60 --sweep-seconds 30
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +37,30 @@ def proc_usage(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain=None) -> dict:
+RELAY = """
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node("relay")
+pub = node.create_publisher(Image, "fused/image", qos_profile_sensor_data)
+node.create_subscription(Image, "rgb/image", pub.publish, qos_profile_sensor_data)
+try:
+    rclpy.spin(node)
+except KeyboardInterrupt:
+    pass
+"""
+
+
+def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain=None,
+        relay: bool = False) -> dict:
     env = ros_env(domain)
     tmp = Path(tempfile.mkdtemp(prefix="lutfuse_bench_"))
-    node = spawn("lutfuse_ros.ros.fusion_node:main",
-                 ["--params-file", str(ROOT / "config" / "fusion.yaml")], env)
+    if relay:  # the same receiver and cameras, a node that only republishes the RGB image
+        node = subprocess.Popen([sys.executable, "-c", RELAY], env=env)
+    else:
+        node = spawn("lutfuse_ros.ros.fusion_node:main",
+                     ["--params-file", str(ROOT / "config" / "fusion.yaml")], env)
     receiver = spawn("lutfuse_ros.ros.demo:receiver_main",
                      ["-p", f"duration:={seconds + 30}", "-p", f"out:={tmp / 'mosaic.png'}",
                       "-p", f"summary:={tmp / 'receiver.json'}"], env,
@@ -58,7 +81,8 @@ def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain
     stop(receiver, node)
     r = json.loads((tmp / "receiver.json").read_text())
     published = json.loads((tmp / "replay.json").read_text())["published"]
-    return {"rate_hz": rate, "seconds": seconds, "published": published,
+    return {"node": "relay" if relay else "fusion_node", "rate_hz": rate, "seconds": seconds,
+            "published": published,
             "fused_received": r["frames"], "delivered_pct": 100.0 * r["frames"] / published,
             "latency_ms": r["latency_ms"],
             "latency_p50_first_fifth_ms": r["latency_p50_first_fifth_ms"],
@@ -69,7 +93,8 @@ def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain
 
 def line(r: dict) -> str:
     lat = r["latency_ms"]
-    return (f"{r['rate_hz']:5.0f} Hz {r['seconds']:4.0f} s: delivered {r['delivered_pct']:5.1f} % "
+    return (f"{r['node']:11s} {r['rate_hz']:3.0f} Hz {r['seconds']:4.0f} s: delivered "
+            f"{r['delivered_pct']:5.1f} % "
             f"({r['fused_received']}/{r['published']}), latency p50 {lat['p50']:5.1f} p99 "
             f"{lat['p99']:5.1f} max {lat['max']:6.1f} ms (p50 first/last fifth "
             f"{r['latency_p50_first_fifth_ms']:.1f}/{r['latency_p50_last_fifth_ms']:.1f}), "
@@ -84,14 +109,29 @@ def main() -> None:
     ap.add_argument("--sweep", default="30,45,60,90", help="rates for the sweep ('' to skip)")
     ap.add_argument("--sweep-seconds", type=float, default=15.0)
     ap.add_argument("--out", type=Path, default=Path("out/node_bench.json"))
+    ap.add_argument("--relay", action="store_true",
+                    help="also run the do-nothing relay at each rate and print node - relay")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           "640x480 bgr8 + 640x512 mono16 (resize registration, percentile AGC)", flush=True)
-    results = {"cores": os.cpu_count(), "main": run(args.rate, args.seconds), "sweep": []}
+    results = {"cores": os.cpu_count(), "main": run(args.rate, args.seconds), "sweep": [],
+               "relay": []}
     print(line(results["main"]), flush=True)
+    runs = [(args.rate, args.seconds)] if args.relay else []
     for rate in [float(r) for r in args.sweep.split(",") if r]:
         results["sweep"].append(run(rate, args.sweep_seconds))
         print("sweep " + line(results["sweep"][-1]), flush=True)
+        runs.append((rate, args.sweep_seconds))
+    for (rate, seconds), fused in zip(runs, [results["main"], *results["sweep"]]):
+        if not args.relay:
+            break
+        base = run(rate, seconds, relay=True)
+        results["relay"].append(base)
+        print(line(base), flush=True)
+        a, b = fused["latency_ms"], base["latency_ms"]
+        print(f"node - relay at {rate:.0f} Hz: p50 {a['p50'] - b['p50']:+.1f} ms, p99 "
+              f"{a['p99'] - b['p99']:+.1f} ms, delivered {fused['delivered_pct']:.1f} vs "
+              f"{base['delivered_pct']:.1f} %", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

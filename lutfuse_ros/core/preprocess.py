@@ -208,7 +208,7 @@ class ThermalAGC:
             key = (round(self.range[0], 1), round(self.range[1], 1))
             if self._lut is None or self._lut_key != key:
                 self._lut, self._lut_key = range_table(*key), key
-        return self._lut[img]
+        return np.take(self._lut, img)  # = self._lut[img], twice as fast
 
     def _update(self, img: np.ndarray) -> None:
         repeated = self._last is not None and self._last.shape == img.shape and \

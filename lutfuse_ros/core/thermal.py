@@ -135,11 +135,13 @@ def count_histogram(img: np.ndarray, subsample: int = 2) -> np.ndarray:
 def histogram_percentiles(hist: np.ndarray, percentiles: tuple[float, float]
                           ) -> tuple[float, float]:
     """The counts below which ``percentiles`` of a histogram lie (no interpolation)."""
-    cdf = np.cumsum(hist, dtype=np.float64)
-    if cdf[-1] <= 0:
+    nz = np.flatnonzero(hist)
+    if len(nz) == 0:
         return 0.0, 0.0
+    first = int(nz[0])  # the cumulative sum of the occupied span only: a few thousand counts
+    cdf = np.cumsum(hist[first:int(nz[-1]) + 1], dtype=np.float64)
     q = np.asarray(percentiles, np.float64) / 100.0 * cdf[-1]
-    lo, hi = np.searchsorted(cdf, q, side="left")
+    lo, hi = np.searchsorted(cdf, q, side="left") + first
     return float(lo), float(hi)
 
 
@@ -199,14 +201,20 @@ def equalization_table(hist: np.ndarray, max_gain: float = float("inf")) -> np.n
     nz = np.nonzero(hist)[0]
     if len(nz) < 2:
         return np.full(levels, 127.5, np.float32)
-    step = hist.astype(np.float64)
-    step[nz[0]] = 0.0  # the lowest occupied count maps to the bottom of the mapping
+    lo, hi = int(nz[0]), int(nz[-1])  # the table is flat outside the occupied counts
+    step = hist[lo:hi + 1].astype(np.float64)
+    step[0] = 0.0  # the lowest occupied count maps to the bottom of the mapping
     step *= 255.0 / step.sum()
     # slope limit: from one occupied count to the next, at most max_gain levels per count
     # between them (quantised cameras leave gaps of many counts between occupied ones)
-    step[nz[1:]] = np.minimum(step[nz[1:]], max_gain * np.diff(nz))
-    table = np.cumsum(step)
-    table += (255.0 - table[-1]) / 2.0
+    inner = nz[1:] - lo
+    step[inner] = np.minimum(step[inner], max_gain * np.diff(nz))
+    span = np.cumsum(step)
+    offset = (255.0 - span[-1]) / 2.0
+    table = np.empty(levels, np.float64)
+    table[:lo] = offset
+    table[lo:hi + 1] = span + offset
+    table[hi + 1:] = span[-1] + offset
     return table.astype(np.float32)
 
 
@@ -244,7 +252,7 @@ def apply_range(img: np.ndarray, low: float, high: float) -> np.ndarray:
         array([[  0, 128, 255, 255]], dtype=uint8)
     """
     check_thermal(img)
-    return range_table(low, high, 65536 if img.dtype == np.uint16 else 256)[img]
+    return np.take(range_table(low, high, 65536 if img.dtype == np.uint16 else 256), img)
 
 
 def range_table(low: float, high: float, levels: int = 65536) -> np.ndarray:
