@@ -113,7 +113,8 @@ def main() -> None:
                     help="also run the do-nothing relay at each rate and print node - relay")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          "640x480 bgr8 + 640x512 mono16 (resize registration, percentile AGC)", flush=True)
+          "640x480 bgr8 + 640x512 mono16 (config/fusion.yaml: resize registration, plateau "
+          "AGC)", flush=True)
     results = {"cores": os.cpu_count(), "main": run(args.rate, args.seconds), "sweep": [],
                "relay": []}
     print(line(results["main"]), flush=True)
