@@ -16,9 +16,8 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .thermal import (AGC_MODES, check_thermal, clip_histogram, compress_tails,
-                      count_histogram, equalization_table, histogram_percentiles,
-                      range_table)
+from .thermal import (AGC_MODES, check_thermal, compress_tails, count_histogram,
+                      equalization_table, histogram_percentiles, plateau_table, range_table)
 
 REGISTRATION_MODES = ("none", "resize", "crop_resize", "homography")
 GRADIENT_MODES = ("per_image", "stable")
@@ -233,8 +232,7 @@ class ThermalAGC:
             self.range = _smooth(self.range, (mid - half, mid + half), weight)
             return
         if self.mode == "plateau":
-            table = equalization_table(clip_histogram(compress_tails(hist), self.plateau),
-                                       self.max_gain)
+            table = plateau_table(hist, self.plateau, self.max_gain)
         else:
             table = equalization_table(compress_tails(hist))
         self._table = table if self._table is None else \

@@ -218,6 +218,13 @@ def equalization_table(hist: np.ndarray, max_gain: float = float("inf")) -> np.n
     return table.astype(np.float32)
 
 
+def plateau_table(hist: np.ndarray, plateau: float, max_gain: float) -> np.ndarray:
+    """The ``plateau`` mode's table of a frame's histogram (:func:`count_histogram`): hot
+    tails compressed, bins clipped at ``plateau``, equalised with at most ``max_gain`` levels
+    per count. :math:`(L,)` float32 in [0, 255]."""
+    return equalization_table(clip_histogram(compress_tails(hist), plateau), max_gain)
+
+
 def agc_range(img: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
               subsample: int = 4) -> tuple[float, float]:
     """Percentile range ``(low, high)`` of a thermal frame.
@@ -309,8 +316,8 @@ def thermal_to_8bit(img: np.ndarray, mode: str = "percentile",
     if mode == "percentile":
         return apply_range(img, *agc_range(img, percentiles))
     if mode == "plateau":
-        hist = clip_histogram(compress_tails(count_histogram(img)), plateau)
-        return (equalization_table(hist, max_gain) + 0.5).astype(np.uint8)[img]
+        table = plateau_table(count_histogram(img), plateau, max_gain)
+        return np.take((table + 0.5).astype(np.uint8), img)
     if mode == "equalize":
         return equalize(img)
     raise ValueError(f"mode must be one of {AGC_MODES}, got {mode!r}")
