@@ -207,6 +207,27 @@ def test_fused_stream_equals_the_core_output_byte_for_byte(harness):
         assert harness.infos[-1].width == 160
 
 
+def test_diagnostics_say_where_each_pair_spends_its_time(harness):
+    thermal, rgb = stream_pair()
+    clear(harness)
+    for k in range(5):
+        harness.publish(thermal, rgb, 30_000_000_000 + k * 33_000_000)
+        harness.wait_fused(k + 1)
+    deadline = time.monotonic() + 5
+    timing = {}
+    while time.monotonic() < deadline and "publish (ms)" not in timing:
+        time.sleep(0.1)
+        with harness.lock:
+            groups = [s for _, d in harness.diags for s in d.status if s.name.endswith("timing")]
+        timing = {kv.key: float(kv.value) for kv in groups[-1].values} if groups else {}
+    stages = [k.removesuffix(" (ms)") for k in timing]
+    # the node's path in order: worker hand-over, the pipeline's stages, publication
+    assert stages[:4] == ["handover", "decode", "agc", "registration"], stages
+    assert {"colour", "gradient", "context", "lookup+to_rgb", "output"} <= set(stages)
+    assert stages[-1] == "publish"
+    assert all(v >= 0 for v in timing.values()) and timing["lookup+to_rgb (ms)"] > 0
+
+
 def stream_pair(size=(96, 128)):
     ir, rgb = synthetic_pair(seed=7, size=size)
     return numpy_to_image(ir, "mono8"), numpy_to_image(rgb, "rgb8")

@@ -91,7 +91,7 @@ def test_bad_inputs_turn_processing_into_a_warning_with_the_reason():
     groups = diagnostic_groups(stats.snapshot(1.0, 0.4), SyncStats(received=[30, 30], pairs=30),
                                dropped=2, model=MODEL)
     by_suffix = {g.suffix: g for g in groups}
-    assert list(by_suffix) == ["inputs", "sync", "processing", "model"]
+    assert list(by_suffix) == ["inputs", "sync", "processing", "model", "timing"]
     processing = by_suffix["processing"]
     assert processing.level == Level.WARN and "calibrated for 640x512" in processing.message
     assert dict(processing.values)["bad input pairs"] == "1"

@@ -8,6 +8,8 @@ Frame path (everything else here is bookkeeping)::
     rgb/camera_info ── kept, republished with the fused image's header   register, fuse)
 
 The fused image carries the RGB message's header (stamp and frame_id); it is never restamped.
+Images are taken and published as serialized bytes (:mod:`..stream.cdr`): no Python message
+of a megabyte is built per frame, and decoding is a view of the received buffer.
 ``fused/status`` (``lutfuse_ros/FusionStatus``, from ``msg/``) summarises the node at a low
 rate; it exists where the package was built with colcon (a pip install has no messages).
 """
@@ -27,6 +29,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from builtin_interfaces.msg import Time
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..core.calibration import alignment_score
@@ -34,7 +38,8 @@ from ..core.errors import InputError
 from ..core.model import ModelFormatError
 from ..core.preprocess import Preprocessor
 from ..stream.calibration_job import CalibrationJob
-from ..stream.codec import numpy_to_image
+from ..stream.cdr import CdrHeader, image_from_cdr, image_to_cdr
+from ..stream.codec import ImageDecodeError
 from ..stream.pipeline import FramePipeline, FusedFrame, agc_mismatch, make_fuser
 from ..stream.stats import (ModelInfo, NodeStats, RegistrationInfo, diagnostic_groups,
                             status_fields)
@@ -85,9 +90,10 @@ class FusionNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_status = (self.create_publisher(FusionStatus, "fused/status", 10)
                            if FusionStatus is not None else None)
-        self.create_subscription(Image, "thermal/image", lambda m: self._on_image(THERMAL, m),
-                                 in_qos)
-        self.create_subscription(Image, "rgb/image", lambda m: self._on_image(RGB, m), in_qos)
+        self.create_subscription(Image, "thermal/image", lambda b: self._on_image(THERMAL, b),
+                                 in_qos, raw=True)
+        self.create_subscription(Image, "rgb/image", lambda b: self._on_image(RGB, b), in_qos,
+                                 raw=True)
         self.create_subscription(CameraInfo, "rgb/camera_info", self._on_camera_info, in_qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.calibration: CalibrationJob | None = None
@@ -109,9 +115,16 @@ class FusionNode(Node):
             f" with model {self.pipeline.fuser.model_id} ({self.pipeline.fuser.engine})")
 
     # -- reception (executor thread): cheap ------------------------------------------------
-    def _on_image(self, topic: Topic, msg: Image) -> None:
+    def _on_image(self, topic: Topic, data: bytes) -> None:
         now = time.monotonic()
         self.stats.message(topic, now)
+        try:
+            msg = image_from_cdr(data)  # the header fields; the pixels stay in ``data``
+        except ImageDecodeError as exc:
+            self.stats.bad_input(str(exc))
+            self.get_logger().error(f"{topic.name.lower()} message skipped: {exc}",
+                                    throttle_duration_sec=1.0)
+            return
         sync = self.sync
         pair = sync.add(topic, stamp_to_ns(msg.header.stamp), msg)
         if sync.just_reset:
@@ -131,6 +144,7 @@ class FusionNode(Node):
             if item is None:
                 continue
             pair, t_ready = item
+            t_taken = time.monotonic()
             pipeline = self.pipeline  # one consistent model/preprocessing for this frame
             try:
                 frame = pipeline(pair.thermal, pair.rgb)
@@ -138,6 +152,7 @@ class FusionNode(Node):
                 self.stats.bad_input(str(exc))
                 self.get_logger().error(f"pair skipped: {exc}", throttle_duration_sec=1.0)
                 continue
+            t_fused = time.monotonic()
             try:
                 self._publish(pair, frame)
             except Exception:  # noqa: BLE001 - the context goes away at Ctrl-C
@@ -145,7 +160,9 @@ class FusionNode(Node):
                     return
                 raise
             done = time.monotonic()
-            self.stats.pair_fused(done, done - t_ready, pair.offset_ns, pair.rgb.header)
+            stages = {"handover": (t_taken - t_ready) * 1e3, **frame.timings,
+                      "publish": (done - t_fused) * 1e3}
+            self.stats.pair_fused(done, done - t_ready, pair.offset_ns, pair.rgb.header, stages)
             job = self.calibration
             if job is not None and job.offer(done, frame.thermal_unregistered, frame.visible):
                 threading.Thread(target=self._run_calibration, args=(job,), daemon=True,
@@ -158,12 +175,12 @@ class FusionNode(Node):
     def _publish(self, pair: SyncedPair, frame: FusedFrame) -> None:
         header = pair.rgb.header
         if self.pub_thermal is not None:  # first: a viewer gets it before the fused frame
-            self.pub_thermal.publish(numpy_to_image(frame.thermal_8bit, "mono8", header))
-        self.pub_image.publish(numpy_to_image(frame.image, frame.encoding, header))
+            self.pub_thermal.publish(image_to_cdr(frame.thermal_8bit, "mono8", header))
+        self.pub_image.publish(image_to_cdr(frame.image, frame.encoding, header))
         if self.camera_info is not None:
             # A copy: the stored message is the executor thread's, and is reused next frame.
             info = copy.copy(self.camera_info)
-            info.header = header
+            info.header = header_msg(header)
             self.pub_info.publish(info)
 
     # -- calibrating the running node ------------------------------------------------------
@@ -268,7 +285,7 @@ class FusionNode(Node):
         snap = self.stats.snapshot(time.monotonic(), self.settings.diagnostics.input_timeout)
         msg = FusionStatus()
         if snap.last_header is not None:
-            msg.header = snap.last_header
+            msg.header = header_msg(snap.last_header)
         fields = status_fields(snap, self.sync.stats, self.slot.replaced, self._model_info(),
                                self.pipeline.pre.agc.range)
         for key, value in fields.items():
@@ -279,6 +296,12 @@ class FusionNode(Node):
         self.slot.close()
         self._worker.join(timeout=2.0)
         super().destroy_node()
+
+
+def header_msg(header: CdrHeader) -> Header:
+    """The ``std_msgs/Header`` of a header read from serialized bytes."""
+    return Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec),
+                  frame_id=header.frame_id)
 
 
 def main(args: list[str] | None = None) -> None:

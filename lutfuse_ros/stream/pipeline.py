@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from ..core import FusionConfig, Fuser, load_model
+from ..core.backends import StageTimer
 from ..core.preprocess import AGCConfig, PreprocessConfig, Preprocessor
 from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageMessage, image_to_numpy
 
@@ -80,7 +81,8 @@ class FusedFrame:
         visible: the decoded visible image (a view of the message's buffer).
         thermal_unregistered: :math:`(h, w)` uint8 thermal after AGC, before registration
             (what a calibration is estimated from).
-        timings: milliseconds per fusion stage.
+        timings: milliseconds per stage: decode, agc, registration, the fusion's own
+            (colour, gradient, context, lookup+to_rgb) and output conversion.
     """
 
     image: np.ndarray
@@ -149,13 +151,18 @@ class FramePipeline:
         """Decode, preprocess and fuse one synchronised pair of ``sensor_msgs/Image``-like
         messages (anything with ``encoding``, ``height``, ``width``, ``step``,
         ``is_bigendian`` and ``data``)."""
-        vis = image_to_numpy(rgb_msg, VISIBLE_ENCODINGS)
-        raw = image_to_numpy(thermal_msg, THERMAL_ENCODINGS)
-        order = _ORDER[rgb_msg.encoding]
         timings: dict[str, float] = {}
-        agc8 = self.pre.agc(raw)  # = pre.thermal(), in two steps to keep the unregistered one
-        ir8 = self.pre.registration(agc8, (vis.shape[1], vis.shape[0]))
+        stage = StageTimer(timings).stage
+        with stage("decode"):
+            vis = image_to_numpy(rgb_msg, VISIBLE_ENCODINGS)
+            raw = image_to_numpy(thermal_msg, THERMAL_ENCODINGS)
+            order = _ORDER[rgb_msg.encoding]
+        with stage("agc"):  # = pre.thermal(), in two steps to keep the unregistered image
+            agc8 = self.pre.agc(raw)
+        with stage("registration"):
+            ir8 = self.pre.registration(agc8, (vis.shape[1], vis.shape[0]))
         fused = self.fuser.fuse(ir8, vis, vis_order="rgb" if order == "gray" else order,
                                 timings=timings, gradient=self.pre.gradient)
-        image, encoding = convert_output(fused, order, self.output_encoding)
+        with stage("output"):
+            image, encoding = convert_output(fused, order, self.output_encoding)
         return FusedFrame(image, encoding, ir8, timings, vis, agc8)

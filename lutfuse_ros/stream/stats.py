@@ -71,6 +71,8 @@ class StatsSnapshot:
         last_header: header of the newest fused frame (``None`` before the first).
         registration_score: the newest fit of the registered thermal to the visible image
             (NaN before the first check).
+        stage_p50_ms: median milliseconds of each stage of a pair's path in the node
+            (handover to the worker, decode, agc, ..., publish), over recent pairs.
     """
 
     rate_hz: tuple[float, float]
@@ -87,6 +89,7 @@ class StatsSnapshot:
     last_error: str
     last_header: Any
     registration_score: float = float("nan")
+    stage_p50_ms: dict[str, float] = field(default_factory=dict)
 
 
 class NodeStats:
@@ -99,10 +102,13 @@ class NodeStats:
     Example:
         >>> stats = NodeStats()
         >>> stats.message(THERMAL, now=0.00); stats.message(RGB, now=0.01)
-        >>> stats.pair_fused(now=0.03, latency_s=0.02, offset_ns=5_000_000, header="h")
+        >>> stats.pair_fused(now=0.03, latency_s=0.02, offset_ns=5_000_000, header="h",
+        ...                  stages={"agc": 1.5, "publish": 0.5})
         >>> snap = stats.snapshot(now=1.0, input_timeout=0.4)
         >>> snap.fused, snap.latency_p50_ms, snap.offset_mean_ms, snap.input_level.name
         (1, 20.0, 5.0, 'ERROR')
+        >>> snap.stage_p50_ms
+        {'agc': 1.5, 'publish': 0.5}
         >>> snap.input_problems
         ['thermal silent for 1.0 s', 'rgb silent for 1.0 s']
     """
@@ -113,6 +119,8 @@ class NodeStats:
         self.fused_rate = RateMeter(window)
         self.latency_ms: deque[float] = deque(maxlen=history)
         self.offsets_ms: deque[float] = deque(maxlen=history)
+        self.stages_ms: dict[str, deque[float]] = {}
+        self._history = history
         self.fused = 0
         self.bad_inputs = 0
         self.last_error = ""
@@ -125,14 +133,18 @@ class NodeStats:
         with self._lock:
             self.rates[topic].tick(now)
 
-    def pair_fused(self, now: float, latency_s: float, offset_ns: int, header: Any) -> None:
-        """A pair was published ``latency_s`` after it was complete."""
+    def pair_fused(self, now: float, latency_s: float, offset_ns: int, header: Any,
+                   stages: dict[str, float] | None = None) -> None:
+        """A pair was published ``latency_s`` after it was complete; ``stages``: where the
+        time went (ms per stage)."""
         with self._lock:
             self.fused += 1
             self.fused_rate.tick(now)
             self.latency_ms.append(latency_s * 1e3)
             self.offsets_ms.append(offset_ns / 1e6)
             self.last_header = header
+            for name, ms in (stages or {}).items():
+                self.stages_ms.setdefault(name, deque(maxlen=self._history)).append(ms)
 
     def registration_due(self, now: float, period: float) -> bool:
         """Whether to score the registration now (every ``period`` s; 0: never)."""
@@ -174,7 +186,8 @@ class NodeStats:
                 latency_p99_ms=float(np.percentile(lat, 99)),
                 offset_mean_ms=float(off.mean()), offset_abs_max_ms=float(np.abs(off).max()),
                 bad_inputs=self.bad_inputs, last_error=self.last_error,
-                last_header=self.last_header, registration_score=self.registration_score)
+                last_header=self.last_header, registration_score=self.registration_score,
+                stage_p50_ms={k: float(np.median(v)) for k, v in self.stages_ms.items()})
 
 
 @dataclass(frozen=True)
@@ -259,6 +272,8 @@ def diagnostic_groups(snap: StatsSnapshot, sync: SyncStats, dropped: int,
                         text(processing)),
         DiagnosticGroup(Level.OK if model.state == "loaded" else Level.WARN, "model",
                         model.state, text(model_values)),
+        DiagnosticGroup(Level.OK, "timing", "median ms per stage of recent pairs",
+                        [(f"{k} (ms)", f"{v:.2f}") for k, v in snap.stage_p50_ms.items()]),
     ] + ([registration_group(snap, registration)] if registration is not None else []) + \
         ([DiagnosticGroup(Level.WARN if calibration.startswith(("refused", "failed"))
                           else Level.OK, "calibration", calibration)]
