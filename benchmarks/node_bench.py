@@ -2,13 +2,15 @@
 over loopback DDS with the shared-memory profile.
 
 Default run: 640x480 bgr8 + 640x512 mono16 at 30 Hz for 60 s, then a rate sweep. Prints
-latency (camera stamp -> fused image received) p50/p99/max, delivered %, node CPU % and RSS
-at start and end, and writes a JSON next to it. ``--relay`` runs, in the same run and the
-same set-up, a node that republishes the RGB image and does nothing else (the floor any
-fusion node stands on) and prints node minus relay.
+latency (camera stamp -> fused image received) p50/p99/max, delivered % (of the frames
+published from the first fused one on), node CPU % and RSS at start and end, the node's own
+per-stage medians (its ``/diagnostics`` timing group), and writes a JSON next to it.
+``--relay`` runs, in the same run and the same set-up, a node that republishes the RGB
+image and does nothing else (the floor any fusion node stands on) and prints node minus relay.
 
     python benchmarks/node_bench.py --seconds 60 --sweep 30,45,60,90 --out out/node_bench.json
     python benchmarks/node_bench.py --relay --seconds 30 --sweep 60 --sweep-seconds 30
+    python benchmarks/node_bench.py --seconds 30 --sweep "" --soak 600     # 10-minute soak
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from lutfuse_ros.ros.demo import ros_env, spawn, stop
 
@@ -80,13 +84,27 @@ def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain
     time.sleep(1.0)
     stop(receiver, node)
     r = json.loads((tmp / "receiver.json").read_text())
-    published = json.loads((tmp / "replay.json").read_text())["published"]
+    published = json.loads((tmp / "replay.json").read_text())["stamps_ns"]
+    # Delivered counts from the first fused frame on: the frames before it were published
+    # while the graph was still being discovered, which says nothing about the node.
+    received = set(r["stamps_ns"])
+    first = min(received) if received else float("inf")
+    due = [t for t in published if t >= first]
+    lat, arrivals = np.asarray(r["latencies_ms"]), np.asarray(r["arrivals_s"])
+    minutes = []
+    if len(lat) and seconds >= 120:  # a soak: latency minute by minute
+        minute = ((arrivals - arrivals[0]) // 60).astype(int)
+        minutes = [{"minute": int(m), "p50": float(np.median(lat[minute == m])),
+                    "p99": float(np.percentile(lat[minute == m], 99))}
+                   for m in np.unique(minute)]
     return {"node": "relay" if relay else "fusion_node", "rate_hz": rate, "seconds": seconds,
-            "published": published,
-            "fused_received": r["frames"], "delivered_pct": 100.0 * r["frames"] / published,
+            "published": len(published), "due": len(due),
+            "fused_received": len(received & set(due)),
+            "delivered_pct": 100.0 * len(received & set(due)) / max(len(due), 1),
             "latency_ms": r["latency_ms"],
             "latency_p50_first_fifth_ms": r["latency_p50_first_fifth_ms"],
             "latency_p50_last_fifth_ms": r["latency_p50_last_fifth_ms"],
+            "latency_by_minute_ms": minutes, "node_timing_ms": r["node_timing_ms"],
             "node_cpu_pct": 100.0 * (cpu1 - cpu0) / wall,
             "node_rss_mib_start": rss0, "node_rss_mib_end": rss1}
 
@@ -95,7 +113,7 @@ def line(r: dict) -> str:
     lat = r["latency_ms"]
     return (f"{r['node']:11s} {r['rate_hz']:3.0f} Hz {r['seconds']:4.0f} s: delivered "
             f"{r['delivered_pct']:5.1f} % "
-            f"({r['fused_received']}/{r['published']}), latency p50 {lat['p50']:5.1f} p99 "
+            f"({r['fused_received']}/{r['due']}), latency p50 {lat['p50']:5.1f} p99 "
             f"{lat['p99']:5.1f} max {lat['max']:6.1f} ms (p50 first/last fifth "
             f"{r['latency_p50_first_fifth_ms']:.1f}/{r['latency_p50_last_fifth_ms']:.1f}), "
             f"node CPU {r['node_cpu_pct']:.0f} %, RSS {r['node_rss_mib_start']:.0f} -> "
@@ -109,6 +127,9 @@ def main() -> None:
     ap.add_argument("--sweep", default="30,45,60,90", help="rates for the sweep ('' to skip)")
     ap.add_argument("--sweep-seconds", type=float, default=15.0)
     ap.add_argument("--out", type=Path, default=Path("out/node_bench.json"))
+    ap.add_argument("--soak", type=float, default=0.0,
+                    help="then run the node this many seconds at --rate: latency per minute, "
+                         "RSS at start and end")
     ap.add_argument("--relay", action="store_true",
                     help="also run the do-nothing relay at each rate and print node - relay")
     args = ap.parse_args()
@@ -118,6 +139,10 @@ def main() -> None:
     results = {"cores": os.cpu_count(), "main": run(args.rate, args.seconds), "sweep": [],
                "relay": []}
     print(line(results["main"]), flush=True)
+    stages = results["main"]["node_timing_ms"]
+    print("node's own per-stage medians (ms, its /diagnostics): " +
+          ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) +
+          f"; sum {sum(stages.values()):.2f}", flush=True)
     runs = [(args.rate, args.seconds)] if args.relay else []
     for rate in [float(r) for r in args.sweep.split(",") if r]:
         results["sweep"].append(run(rate, args.sweep_seconds))
@@ -133,6 +158,12 @@ def main() -> None:
         print(f"node - relay at {rate:.0f} Hz: p50 {a['p50'] - b['p50']:+.1f} ms, p99 "
               f"{a['p99'] - b['p99']:+.1f} ms, delivered {fused['delivered_pct']:.1f} vs "
               f"{base['delivered_pct']:.1f} %", flush=True)
+    if args.soak:
+        results["soak"] = soak = run(args.rate, args.soak)
+        print("soak " + line(soak), flush=True)
+        for m in soak["latency_by_minute_ms"]:
+            print(f"  minute {m['minute']:2d}: p50 {m['p50']:5.1f} p99 {m['p99']:5.1f} ms",
+                  flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

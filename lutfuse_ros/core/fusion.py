@@ -172,7 +172,11 @@ class Fuser:
         allocations happen now rather than on the first real frame."""
         k = self.config.stride
         h, w = max(64, 4 * k), max(64, 4 * k)
-        self.fuse(np.zeros((h, w), np.uint8), np.zeros((h, w, 3), np.uint8))
+        ir, vis = np.zeros((h, w), np.uint8), np.zeros((h, w, 3), np.uint8)
+        self.fuse(ir, vis)
+        # and read-only inputs: arrays viewing a received message's bytes are typed apart
+        ir.flags.writeable = vis.flags.writeable = False
+        self.fuse(ir, vis)
         self.backend.reset()
 
     def with_config(self, **changes) -> "Fuser":

@@ -15,6 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from . import kernels
 from .errors import InputError
 from .thermal import (AGC_MODES, check_thermal, compress_tails, count_histogram,
                       equalization_table, histogram_percentiles, plateau_table, range_table)
@@ -207,7 +208,9 @@ class ThermalAGC:
             key = (round(self.range[0], 1), round(self.range[1], 1))
             if self._lut is None or self._lut_key != key:
                 self._lut, self._lut_key = range_table(*key), key
-        return np.take(self._lut, img)  # = self._lut[img], twice as fast
+        out = np.empty(img.shape, np.uint8)
+        kernels.apply_table(self._lut, img, out)  # = self._lut[img], ~10x faster
+        return out
 
     def _update(self, img: np.ndarray) -> None:
         repeated = self._last is not None and self._last.shape == img.shape and \
@@ -240,6 +243,15 @@ class ThermalAGC:
         self._lut = (self._table + 0.5).astype(np.uint8)
         inside = np.nonzero((self._table > 0.5) & (self._table < 254.5))[0]
         self.range = (float(inside[0]), float(inside[-1])) if len(inside) else (lo, hi)
+
+
+def warm_up_agc() -> None:
+    """Compile (or load from numba's cache) the AGC's table kernel for 16-bit frames, writable
+    and read-only (a received message's pixels), so the first camera frame does not wait."""
+    counts = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    ThermalAGC("fixed", low=0, high=4096)(counts)
+    counts.flags.writeable = False
+    ThermalAGC("fixed", low=0, high=4096)(counts)
 
 
 # -- registration --------------------------------------------------------------------------

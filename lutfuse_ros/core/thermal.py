@@ -218,11 +218,26 @@ def equalization_table(hist: np.ndarray, max_gain: float = float("inf")) -> np.n
     return table.astype(np.float32)
 
 
+def occupied_span(hist: np.ndarray) -> tuple[int, int]:
+    """First and last occupied bin of a histogram; ``(0, -1)`` when it is empty."""
+    nz = np.flatnonzero(hist)
+    return (int(nz[0]), int(nz[-1])) if len(nz) else (0, -1)
+
+
 def plateau_table(hist: np.ndarray, plateau: float, max_gain: float) -> np.ndarray:
     """The ``plateau`` mode's table of a frame's histogram (:func:`count_histogram`): hot
     tails compressed, bins clipped at ``plateau``, equalised with at most ``max_gain`` levels
     per count. :math:`(L,)` float32 in [0, 255]."""
-    return equalization_table(clip_histogram(compress_tails(hist), plateau), max_gain)
+    first, last = occupied_span(hist)
+    if last - first < 1:
+        return np.full(len(hist), 127.5, np.float32)
+    # The same maths on the occupied counts only (a few thousand of the 65,536): the table
+    # is flat below and above them.
+    window = equalization_table(clip_histogram(compress_tails(hist[first:last + 1]), plateau),
+                                max_gain)
+    table = np.empty(len(hist), np.float32)
+    table[:first], table[first:last + 1], table[last + 1:] = window[0], window, window[-1]
+    return table
 
 
 def agc_range(img: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),

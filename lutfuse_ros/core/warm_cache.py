@@ -5,7 +5,8 @@ to ``kernels.py``. A fresh install space has no cache, so the first ``ros2 launc
 install would wait; the colcon install step runs this module once instead
 (``python -m lutfuse_ros.core.warm_cache``; CMakeLists.txt), so the cache ships in the install
 space. It fuses dummy frames through the default configuration, colour and grey, which is
-what selects the kernels' signatures.
+what selects the kernels' signatures (writable and read-only arrays: a received
+message's pixels are read-only), and a 16-bit frame through the AGC.
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import numpy as np
 def warm_kernel_cache() -> float:
     """Fuse dummy colour and grey pairs with the default model; returns the seconds it took."""
     from . import Fuser, load_model
+    from .preprocess import warm_up_agc
 
     start = time.perf_counter()
     fuser = Fuser(load_model())
     fuser.warm_up()
     fuser.fuse(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8))
+    warm_up_agc()
     return time.perf_counter() - start
 
 

@@ -36,7 +36,7 @@ from std_srvs.srv import Trigger
 from ..core.calibration import alignment_score
 from ..core.errors import InputError
 from ..core.model import ModelFormatError
-from ..core.preprocess import Preprocessor
+from ..core.preprocess import Preprocessor, warm_up_agc
 from ..stream.calibration_job import CalibrationJob
 from ..stream.cdr import CdrHeader, image_from_cdr, image_to_cdr
 from ..stream.codec import ImageDecodeError
@@ -68,6 +68,7 @@ class FusionNode(Node):
         # Model and preprocessing; a bad model file at start-up is fatal (nothing to fall back to).
         self.pipeline = FramePipeline.from_config(s.pipeline)
         self.pipeline.fuser.warm_up()  # compile/load kernels now, not on the first frame
+        warm_up_agc()
         self._warn_agc_mismatch()
         self.sync = ApproximateTimePolicy.from_config(s.sync)
         self.slot: LatestSlot[tuple[SyncedPair, float]] = LatestSlot()
