@@ -111,15 +111,16 @@ def lut_along_ir(lut: np.ndarray) -> np.ndarray:
     An 8-bit IR value q sits at coordinate q * LUT_SCALE / 255 = q / 16 exactly, so the
     innermost lerp of the authors' lookup takes only 256 values: tabulating it turns 16
     gathers per pixel into 8, with the same float32 arithmetic.
-    (16, 16, 16, 16) f32 -> (16, 16, 16, 256) f32.
+    (16 y, 16 g, 16 s, 16 ir) f32 -> (16 y, 16 g, 256 q, 16 s) f32: the context axis last, so
+    the two context neighbours of a lookup share a cache line (4 lines per pixel, not 8).
     """
     q = np.arange(256)
     i0 = q // LUT_NODES
     i1 = np.minimum(i0 + 1, lut.shape[3] - 1)
     frac = ((q % LUT_NODES) / np.float32(LUT_NODES)).astype(np.float32)
     one = np.float32(1.0)
-    return np.ascontiguousarray(lut[..., i0] * (one - frac) + lut[..., i1] * frac,
-                                dtype=np.float32)
+    table = lut[..., i0] * (one - frac) + lut[..., i1] * frac
+    return np.ascontiguousarray(table.transpose(0, 1, 3, 2), dtype=np.float32)
 
 
 @njit(inline="always")
@@ -139,7 +140,7 @@ def fuse_lookup(vis, ir, y, grad, g_min, g_inv, ctx, ry0, ry1, rwy, cx0, cx1, cw
         g_min, g_inv: gradient normaliser, g_norm = (grad - g_min) * g_inv, clipped to [0, 1].
         ctx: (h, w) f32 context map in (0, 1) at reduced resolution.
         ry0, ry1, rwy / cx0, cx1, cwx: per-row / per-column bilinear taps from (H, W) to (h, w).
-        lut_ir: (16, 16, 16, 256) f32 table from :func:`lut_along_ir`.
+        lut_ir: (16, 16, 256, 16) f32 table from :func:`lut_along_ir`.
         out: (H, W, 3) uint8 in the channel order of ``vis``, or (H, W) uint8 for gray.
 
     Keeping the visible Cb and Cr and replacing Y is, in BT.601, the same as adding the
@@ -164,10 +165,10 @@ def fuse_lookup(vis, ir, y, grad, g_min, g_inv, ctx, ry0, ry1, rwy, cx0, cx1, cw
             q = ir[i, j]
             # The authors' nesting (IR innermost, then context, gradient, luma).
             fy = _lerp(
-                _lerp(_lerp(lut_ir[y0, g0, s0, q], lut_ir[y0, g0, s1, q], sa),
-                      _lerp(lut_ir[y0, g1, s0, q], lut_ir[y0, g1, s1, q], sa), ga),
-                _lerp(_lerp(lut_ir[y1, g0, s0, q], lut_ir[y1, g0, s1, q], sa),
-                      _lerp(lut_ir[y1, g1, s0, q], lut_ir[y1, g1, s1, q], sa), ga),
+                _lerp(_lerp(lut_ir[y0, g0, q, s0], lut_ir[y0, g0, q, s1], sa),
+                      _lerp(lut_ir[y0, g1, q, s0], lut_ir[y0, g1, q, s1], sa), ga),
+                _lerp(_lerp(lut_ir[y1, g0, q, s0], lut_ir[y1, g0, q, s1], sa),
+                      _lerp(lut_ir[y1, g1, q, s0], lut_ir[y1, g1, q, s1], sa), ga),
                 ya)
             if colour:
                 d = np.int32(np.floor((fy - y[i, j]) * np.float32(255.0) + np.float32(0.5)))
