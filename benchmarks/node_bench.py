@@ -57,14 +57,15 @@ except KeyboardInterrupt:
 
 
 def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain=None,
-        relay: bool = False) -> dict:
+        relay: bool = False, node_params: tuple[str, ...] = ()) -> dict:
     env = ros_env(domain)
     tmp = Path(tempfile.mkdtemp(prefix="lutfuse_bench_"))
     if relay:  # the same receiver and cameras, a node that only republishes the RGB image
         node = subprocess.Popen([sys.executable, "-c", RELAY], env=env)
     else:
         node = spawn("lutfuse_ros.ros.fusion_node:main",
-                     ["--params-file", str(ROOT / "config" / "fusion.yaml")], env)
+                     ["--params-file", str(ROOT / "config" / "fusion.yaml"),
+                      *[a for p in node_params for a in ("-p", p)]], env)
     receiver = spawn("lutfuse_ros.ros.demo:receiver_main",
                      ["-p", f"duration:={seconds + 30}", "-p", f"out:={tmp / 'mosaic.png'}",
                       "-p", f"summary:={tmp / 'receiver.json'}"], env,
@@ -130,13 +131,20 @@ def main() -> None:
     ap.add_argument("--soak", type=float, default=0.0,
                     help="then run the node this many seconds at --rate: latency per minute, "
                          "RSS at start and end")
+    ap.add_argument("-p", "--node-param", action="append", default=[],
+                    help="a parameter of the fusion node over config/fusion.yaml, e.g. "
+                         "-p fusion.threads:=1 (repeatable)")
     ap.add_argument("--relay", action="store_true",
                     help="also run the do-nothing relay at each rate and print node - relay")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           "640x480 bgr8 + 640x512 mono16 (config/fusion.yaml: resize registration, plateau "
           "AGC)", flush=True)
-    results = {"cores": os.cpu_count(), "main": run(args.rate, args.seconds), "sweep": [],
+    params = tuple(args.node_param)
+    if params:
+        print(f"node parameters over config/fusion.yaml: {' '.join(params)}", flush=True)
+    results = {"cores": os.cpu_count(), "node_params": params,
+               "main": run(args.rate, args.seconds, node_params=params), "sweep": [],
                "relay": []}
     print(line(results["main"]), flush=True)
     stages = results["main"]["node_timing_ms"]
@@ -145,7 +153,7 @@ def main() -> None:
           f"; sum {sum(stages.values()):.2f}", flush=True)
     runs = [(args.rate, args.seconds)] if args.relay else []
     for rate in [float(r) for r in args.sweep.split(",") if r]:
-        results["sweep"].append(run(rate, args.sweep_seconds))
+        results["sweep"].append(run(rate, args.sweep_seconds, node_params=params))
         print("sweep " + line(results["sweep"][-1]), flush=True)
         runs.append((rate, args.sweep_seconds))
     for (rate, seconds), fused in zip(runs, [results["main"], *results["sweep"]]):
@@ -159,7 +167,7 @@ def main() -> None:
               f"{a['p99'] - b['p99']:+.1f} ms, delivered {fused['delivered_pct']:.1f} vs "
               f"{base['delivered_pct']:.1f} %", flush=True)
     if args.soak:
-        results["soak"] = soak = run(args.rate, args.soak)
+        results["soak"] = soak = run(args.rate, args.soak, node_params=params)
         print("soak " + line(soak), flush=True)
         for m in soak["latency_by_minute_ms"]:
             print(f"  minute {m['minute']:2d}: p50 {m['p50']:5.1f} p99 {m['p99']:5.1f} ms",

@@ -104,7 +104,8 @@ def test_bad_inputs_turn_processing_into_a_warning_with_the_reason():
 def test_a_refused_model_swap_is_a_model_warning():
     kept = ModelInfo("sha256:0123", "/data/bad.npz", "numpy", state="kept sha256:0123; refused")
     groups = diagnostic_groups(NodeStats().snapshot(0, 0.4), SyncStats(received=[0, 0]), 0, kept)
-    assert groups[-1].level == Level.WARN and groups[-1].message.startswith("kept")
+    model = next(g for g in groups if g.suffix == "model")
+    assert model.level == Level.WARN and model.message.startswith("kept")
 
 
 def test_stats_take_messages_from_two_threads():
