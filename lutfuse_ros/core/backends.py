@@ -120,7 +120,7 @@ class NumpyBackend:
         engine = resolve_engine(config.context_engine, model)
         self.context: ContextRunner = (TorchContextRunner(model, threads) if engine == "torch"
                                        else OnnxContextRunner(model, engine, threads))
-        self._lut_ir = kernels.lut_along_ir(model.lut)
+        self._lut_flat = kernels.lut_along_ir(model.lut).reshape(-1)
         self._buffers: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
     @property
@@ -178,7 +178,7 @@ class NumpyBackend:
         with timer.stage("lookup+to_rgb"):
             kernels.fuse_lookup(vis, ir, buf["y"], buf["grad"], np.float32(g_min), g_inv, ctx,
                                 buf["ry0"], buf["ry1"], buf["rwy"], buf["cx0"], buf["cx1"],
-                                buf["cwx"], self._lut_ir, out)
+                                buf["cwx"], self._lut_flat, out)
 
 
 class TorchBackend:

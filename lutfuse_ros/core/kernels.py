@@ -15,7 +15,10 @@ _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _INV255 = np.float32(1.0 / 255.0)
 _LUT_SCALE = np.float32(LUT_SCALE)
-_LUT_LAST = LUT_NODES - 1  # upper index clamp (numba reads module globals as constants)
+_LUT_LAST = np.uint32(LUT_NODES - 1)  # upper index clamp (globals are compile-time constants)
+# strides of the flat table of lut_along_ir: (luma, gradient, IR value, context)
+_SY, _SG, _SQ = (np.uint32(LUT_NODES * 256 * LUT_NODES), np.uint32(256 * LUT_NODES),
+                 np.uint32(LUT_NODES))
 _KR, _KG, _KB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
 
 
@@ -99,10 +102,11 @@ def _lerp(a, b, t):
 
 @njit(inline="always")
 def _split(v: np.float32):
-    """Table coordinate of v in [0, 1]: (lower index, upper index clamped to 15, fraction)."""
+    """Table coordinate of v in [0, 1]: (lower index, upper index clamped to 15, fraction).
+    Unsigned indices: no negative-index wrap-around to test per gather."""
     c = v * _LUT_SCALE
-    lo = min(int(c), _LUT_LAST)  # v >= 0, so int() is floor
-    return lo, min(lo + 1, _LUT_LAST), c - np.float32(lo)
+    lo = min(np.uint32(c), _LUT_LAST)  # v >= 0, so the conversion is floor
+    return lo, min(lo + np.uint32(1), _LUT_LAST), c - np.float32(lo)
 
 
 def lut_along_ir(lut: np.ndarray) -> np.ndarray:
@@ -130,7 +134,7 @@ def _to_u8(v: np.float32) -> np.uint8:
 
 
 @njit(parallel=True, nogil=True, cache=True, fastmath=True)
-def fuse_lookup(vis, ir, y, grad, g_min, g_inv, ctx, ry0, ry1, rwy, cx0, cx1, cwx, lut_ir, out):
+def fuse_lookup(vis, ir, y, grad, g_min, g_inv, ctx, ry0, ry1, rwy, cx0, cx1, cwx, lut_flat, out):
     """Quadrilinear lookup of the fused luma and recombination with the visible chroma.
 
     Args:
@@ -140,12 +144,14 @@ def fuse_lookup(vis, ir, y, grad, g_min, g_inv, ctx, ry0, ry1, rwy, cx0, cx1, cw
         g_min, g_inv: gradient normaliser, g_norm = (grad - g_min) * g_inv, clipped to [0, 1].
         ctx: (h, w) f32 context map in (0, 1) at reduced resolution.
         ry0, ry1, rwy / cx0, cx1, cwx: per-row / per-column bilinear taps from (H, W) to (h, w).
-        lut_ir: (16, 16, 256, 16) f32 table from :func:`lut_along_ir`.
+        lut_flat: (16 * 16 * 256 * 16,) f32, the table of :func:`lut_along_ir` flattened.
         out: (H, W, 3) uint8 in the channel order of ``vis``, or (H, W) uint8 for gray.
 
     Keeping the visible Cb and Cr and replacing Y is, in BT.601, the same as adding the
     luma change ``fused_y - y`` to each of R, G and B: no per-pixel colour matrices.
-    ``fastmath`` lets LLVM reorder the float maths: outputs move by at most 1 LSB.
+    Each row runs as three simple loops (context, lookup, chroma) over row buffers, which the
+    compiler turns into tighter code than one loop doing all three (22 % faster here, same
+    output). ``fastmath`` lets LLVM reorder the float maths: outputs move by at most 1 LSB.
     """
     h, w = y.shape
     cw = ctx.shape[1]
@@ -156,26 +162,35 @@ def fuse_lookup(vis, ir, y, grad, g_min, g_inv, ctx, ry0, ry1, rwy, cx0, cx1, cw
         wy = rwy[i]
         for k in range(cw):
             ctx_row[k] = ctx[ry0[i], k] * (_F1 - wy) + ctx[ry1[i], k] * wy
+        fy_row = np.empty(w, np.float32)  # the context, then the fused luma, of each pixel
         for j in range(w):
-            g = min(max((grad[i, j] - g_min) * g_inv, _F0), _F1)
-            s = ctx_row[cx0[j]] * (_F1 - cwx[j]) + ctx_row[cx1[j]] * cwx[j]
-            y0, y1, ya = _split(y[i, j])
+            fy_row[j] = ctx_row[cx0[j]] * (_F1 - cwx[j]) + ctx_row[cx1[j]] * cwx[j]
+        y_row, g_row, ir_row = y[i], grad[i], ir[i]
+        for j in range(w):
+            g = min(max((g_row[j] - g_min) * g_inv, _F0), _F1)
+            y0, y1, ya = _split(y_row[j])
             g0, g1, ga = _split(g)
-            s0, s1, sa = _split(s)
-            q = ir[i, j]
+            s0, s1, sa = _split(fy_row[j])
+            q = np.uint32(ir_row[j]) * _SQ
+            a00, a01 = y0 * _SY + g0 * _SG + q, y0 * _SY + g1 * _SG + q
+            a10, a11 = y1 * _SY + g0 * _SG + q, y1 * _SY + g1 * _SG + q
             # The authors' nesting (IR innermost, then context, gradient, luma).
-            fy = _lerp(
-                _lerp(_lerp(lut_ir[y0, g0, q, s0], lut_ir[y0, g0, q, s1], sa),
-                      _lerp(lut_ir[y0, g1, q, s0], lut_ir[y0, g1, q, s1], sa), ga),
-                _lerp(_lerp(lut_ir[y1, g0, q, s0], lut_ir[y1, g0, q, s1], sa),
-                      _lerp(lut_ir[y1, g1, q, s0], lut_ir[y1, g1, q, s1], sa), ga),
+            fy_row[j] = _lerp(
+                _lerp(_lerp(lut_flat[a00 + s0], lut_flat[a00 + s1], sa),
+                      _lerp(lut_flat[a01 + s0], lut_flat[a01 + s1], sa), ga),
+                _lerp(_lerp(lut_flat[a10 + s0], lut_flat[a10 + s1], sa),
+                      _lerp(lut_flat[a11 + s0], lut_flat[a11 + s1], sa), ga),
                 ya)
-            if colour:
-                d = np.int32(np.floor((fy - y[i, j]) * np.float32(255.0) + np.float32(0.5)))
+        if colour:
+            vis_row, out_row = vis[i], out[i]
+            for j in range(w):
+                d = np.int32(np.floor((fy_row[j] - y_row[j]) * np.float32(255.0)
+                                      + np.float32(0.5)))
                 for c in range(3):
-                    out[i, j, c] = min(max(np.int32(vis[i, j, c]) + d, 0), 255)
-            else:
-                out[i, j] = _to_u8(fy)
+                    out_row[j, c] = min(max(np.int32(vis_row[j, c]) + d, 0), 255)
+        else:
+            for j in range(w):
+                out[i, j] = _to_u8(fy_row[j])
 
 
 @njit(parallel=True, nogil=True, cache=True)

@@ -207,6 +207,9 @@ def receiver_main(args: list[str] | None = None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
+    except Exception:  # noqa: BLE001 - a Ctrl-C between two waits ends the context under spin
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             report = node.report()  # the per-frame lists stay in the summary file
