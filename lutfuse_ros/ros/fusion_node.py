@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -48,6 +49,9 @@ from ..stream.sync import (RGB, THERMAL, ApproximateTimePolicy, LatestSlot, Sync
 from .interfaces import FusionStatus
 from .params import (BY_NAME, FUSER, PARAMS, PREPROCESSING, SYNC, NodeSettings, check_choice,
                      descriptor, rebuilt_by)
+
+
+GIL_SWITCH_INTERVAL_S = 0.0002
 
 
 class FusionNode(Node):
@@ -310,6 +314,10 @@ def header_msg(header: CdrHeader) -> Header:
 def main(args: list[str] | None = None) -> None:
     from rclpy.executors import ExternalShutdownException
 
+    # The worker waits for the GIL after each hand-over while the executor thread runs
+    # Python; a 0.2 ms switch interval (default 5 ms) halves that wait (1.1 -> 0.6 ms
+    # measured in the node's timing), and the heavy stages run without the GIL anyway.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     rclpy.init(args=args)
     node = None
     try:
