@@ -30,7 +30,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
-from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
@@ -307,8 +306,9 @@ class FusionNode(Node):
 
 def header_msg(header: CdrHeader) -> Header:
     """The ``std_msgs/Header`` of a header read from serialized bytes."""
-    return Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec),
-                  frame_id=header.frame_id)
+    msg = Header(frame_id=header.frame_id)
+    msg.stamp.sec, msg.stamp.nanosec = header.stamp.sec, header.stamp.nanosec
+    return msg
 
 
 def main(args: list[str] | None = None) -> None:
