@@ -79,7 +79,11 @@ def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain
     time.sleep(2.0)  # skip start-up (discovery) in the CPU and memory figures
     cpu0, rss0 = proc_usage(node.pid)
     t0 = time.monotonic()
-    replay.wait(timeout=seconds + 60)
+    rss_samples = []  # (s since start, MiB) every 10 s: growth or a plateau
+    while replay.poll() is None and time.monotonic() - t0 < seconds + 60:
+        time.sleep(0.5)
+        if time.monotonic() - t0 >= 10 * len(rss_samples):
+            rss_samples.append((time.monotonic() - t0, proc_usage(node.pid)[1]))
     cpu1, rss1 = proc_usage(node.pid)
     wall = time.monotonic() - t0
     time.sleep(1.0)
@@ -96,7 +100,8 @@ def run(rate: float, seconds: float, size=(480, 640), thermal=(512, 640), domain
     if len(lat) and seconds >= 120:  # a soak: latency minute by minute
         minute = ((arrivals - arrivals[0]) // 60).astype(int)
         minutes = [{"minute": int(m), "p50": float(np.median(lat[minute == m])),
-                    "p99": float(np.percentile(lat[minute == m], 99))}
+                    "p99": float(np.percentile(lat[minute == m], 99)),
+                    "rss_mib": max((r for t, r in rss_samples if t // 60 == m), default=0.0)}
                    for m in np.unique(minute)]
     return {"node": "relay" if relay else "fusion_node", "rate_hz": rate, "seconds": seconds,
             "published": len(published), "due": len(due),
@@ -170,8 +175,8 @@ def main() -> None:
         results["soak"] = soak = run(args.rate, args.soak, node_params=params)
         print("soak " + line(soak), flush=True)
         for m in soak["latency_by_minute_ms"]:
-            print(f"  minute {m['minute']:2d}: p50 {m['p50']:5.1f} p99 {m['p99']:5.1f} ms",
-                  flush=True)
+            print(f"  minute {m['minute']:2d}: p50 {m['p50']:5.1f} p99 {m['p99']:5.1f} ms, node "
+                  f"RSS {m['rss_mib']:.0f} MiB", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")
