@@ -43,6 +43,7 @@ def proc_usage(pid: int) -> tuple[float, float]:
 
 RELAY = """
 import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 rclpy.init()
@@ -51,7 +52,7 @@ pub = node.create_publisher(Image, "fused/image", qos_profile_sensor_data)
 node.create_subscription(Image, "rgb/image", pub.publish, qos_profile_sensor_data)
 try:
     rclpy.spin(node)
-except KeyboardInterrupt:
+except (KeyboardInterrupt, ExternalShutdownException):
     pass
 """
 
