@@ -162,3 +162,40 @@ def test_every_mode_maps_a_scene_to_8_bits(mode):
     out = ThermalAGC(mode, low=3500, high=4100)(frame)
     assert out.dtype == np.uint8 and out.shape == frame.shape
     assert np.ptp(out) > 150  # uses the grey range on a normal scene
+
+
+def test_the_node_s_compiled_plateau_table_equals_the_numpy_reference():
+    """ThermalAGC runs the plateau maths as one compiled call (kernels); core.thermal keeps
+    the readable numpy version. Same histogram, same table, to the last bit: a warm scene,
+    a hot object (tails compressed), a quantised camera (gaps between counts), two counts,
+    stuck pixels, and the real raw frames when ../shared is present."""
+    import cv2
+    from conftest import SHARED
+
+    from lutfuse_ros.core import kernels
+    from lutfuse_ros.core.thermal import (count_histogram, occupied_span, plateau_table,
+                                          table_from_window)
+
+    rng = np.random.default_rng(3)
+    scene = (rng.normal(20000, 300, (120, 160)) + np.linspace(0, 900, 160)).astype(np.uint16)
+    hot = scene.copy()
+    hot[40:60, 50:80] = 29000
+    quantised = (scene // 64 * 64).astype(np.uint16)
+    two = np.where(rng.random((40, 40)) < 0.3, 9000, 9001).astype(np.uint16)
+    stuck = scene.copy()
+    stuck[::7, ::5] = 65535
+    stuck[3, ::3] = 0
+    frames = [scene, hot, quantised, two, stuck]
+    for path in sorted((SHARED / "data" / "thermal16").glob("**/*.png"))[:20]:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is not None and img.dtype == np.uint16 and img.ndim == 2:
+            frames.append(img)
+    hist = np.zeros(65536, np.int64)
+    for img in frames:
+        first, last = kernels.count_histogram_u16(img, 2, hist)
+        np.testing.assert_array_equal(hist, count_histogram(img))
+        assert (first, last) == occupied_span(hist)
+        for plateau, max_gain in ((1.0, 1.0), (0.5, 2.0), (3.0, 0.25), (1.0, np.inf)):
+            compiled = table_from_window(
+                kernels.plateau_window_table(hist[first:last + 1], plateau, max_gain), first)
+            np.testing.assert_array_equal(compiled, plateau_table(hist, plateau, max_gain))

@@ -242,7 +242,14 @@ def plateau_table(hist: np.ndarray, plateau: float, max_gain: float) -> np.ndarr
     # is flat below and above them.
     window = equalization_table(clip_histogram(compress_tails(hist[first:last + 1]), plateau),
                                 max_gain)
-    table = np.empty(len(hist), np.float32)
+    return table_from_window(window, first, len(hist))
+
+
+def table_from_window(window: np.ndarray, first: int, levels: int = 65536) -> np.ndarray:
+    """A table over every count from its values on the occupied counts ``first`` ..
+    ``first + len(window) - 1``: flat below and above them. -> (levels,) float32."""
+    table = np.empty(levels, np.float32)
+    last = first + len(window) - 1
     table[:first], table[first:last + 1], table[last + 1:] = window[0], window, window[-1]
     return table
 
