@@ -173,8 +173,8 @@ def test_the_node_s_compiled_plateau_table_equals_the_numpy_reference():
     from conftest import SHARED
 
     from lutfuse_ros.core import kernels
-    from lutfuse_ros.core.thermal import (count_histogram, occupied_span, plateau_table,
-                                          table_from_window)
+    from lutfuse_ros.core.thermal import (TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, count_histogram,
+                                          occupied_span, plateau_table, table_from_window)
 
     rng = np.random.default_rng(3)
     scene = (rng.normal(20000, 300, (120, 160)) + np.linspace(0, 900, 160)).astype(np.uint16)
@@ -197,5 +197,6 @@ def test_the_node_s_compiled_plateau_table_equals_the_numpy_reference():
         assert (first, last) == occupied_span(hist)
         for plateau, max_gain in ((1.0, 1.0), (0.5, 2.0), (3.0, 0.25), (1.0, np.inf)):
             compiled = table_from_window(
-                kernels.plateau_window_table(hist[first:last + 1], plateau, max_gain), first)
+                kernels.plateau_window_table(hist[first:last + 1], plateau, max_gain,
+                                             TAIL_FENCE, TAIL_SHARE, TAIL_LARGEST), first)
             np.testing.assert_array_equal(compiled, plateau_table(hist, plateau, max_gain))

@@ -17,8 +17,9 @@ import numpy as np
 
 from . import kernels
 from .errors import InputError
-from .thermal import (AGC_MODES, check_thermal, compress_tails, equalization_table,
-                      histogram_percentiles, range_table, table_from_window)
+from .thermal import (AGC_MODES, TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, check_thermal,
+                      compress_tails, equalization_table, histogram_percentiles, range_table,
+                      table_from_window)
 
 REGISTRATION_MODES = ("none", "resize", "crop_resize", "homography")
 GRADIENT_MODES = ("per_image", "stable")
@@ -239,10 +240,12 @@ class ThermalAGC:
             mid = (lo + hi) / 2.0
             self.range = _smooth(self.range, (mid - half, mid + half), weight)
             return
-        if self.mode == "plateau":  # = thermal.plateau_table(hist, ...), compiled (tested)
+        if self.mode == "plateau" and last > first:  # = thermal.plateau_table, compiled
             table = table_from_window(kernels.plateau_window_table(
-                window, self.plateau, self.max_gain), first) if last > first else \
-                np.full(65536, 127.5, np.float32)
+                window, self.plateau, self.max_gain, TAIL_FENCE, TAIL_SHARE, TAIL_LARGEST),
+                first)
+        elif self.mode == "plateau":
+            table = np.full(65536, 127.5, np.float32)
         else:
             table = equalization_table(compress_tails(self._hist))
         self._table = table if self._table is None else \

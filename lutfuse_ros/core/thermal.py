@@ -158,8 +158,13 @@ def histogram_percentiles(hist: np.ndarray, percentiles: tuple[float, float]
     return float(lo), float(hi)
 
 
-def compress_tails(hist: np.ndarray, fence: float = 3.0, share: float = 0.02,
-                   largest: float = 0.1) -> np.ndarray:
+# compress_tails' defaults: tails beyond 3 IQRs of the quartiles, 2 % of the bulk's weight,
+# when they hold at most 10 % of the frame
+TAIL_FENCE, TAIL_SHARE, TAIL_LARGEST = 3.0, 0.02, 0.1
+
+
+def compress_tails(hist: np.ndarray, fence: float = TAIL_FENCE, share: float = TAIL_SHARE,
+                   largest: float = TAIL_LARGEST) -> np.ndarray:
     """Counts far outside the bulk of a frame (beyond ``fence`` interquartile ranges from the
     quartiles: a hot person, the sun, a lamp) keep at most ``share`` of the bulk's weight on
     each side, when they are at most ``largest`` of the frame (more is the scene itself).
