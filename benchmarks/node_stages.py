@@ -47,12 +47,9 @@ def main() -> None:
         stages.setdefault(name, []).append((time.perf_counter() - t0) * 1e3)
         return out
 
-    def take(cdr: bytes):  # what the node's raw subscription callback does
-        return image_from_cdr(bytearray(cdr))
-
     for k in range(args.runs + 5):
-        t_msg = timed("take thermal (copy + header)", take, thermal_cdr)
-        v_msg = timed("take rgb (copy + header)", take, rgb_cdr)
+        t_msg = timed("read thermal (header, pixel view)", image_from_cdr, thermal_cdr)
+        v_msg = timed("read rgb (header, pixel view)", image_from_cdr, rgb_cdr)
         v = timed("decode rgb", image_to_numpy, v_msg, VISIBLE_ENCODINGS)
         raw = timed("decode thermal", image_to_numpy, t_msg, THERMAL_ENCODINGS)
         agc8 = timed("AGC (default mode)", pipeline.pre.agc, raw)

@@ -76,6 +76,32 @@ def test_output_buffer_is_filled_in_place(model, pair):
     np.testing.assert_array_equal(out, fuser.fuse(ir, vis))
 
 
+def test_read_only_inputs_fuse_like_writable_ones_with_the_same_kernels(model, pair):
+    """Views of a received message's bytes are read-only; the core copies them before its
+    kernels, so numba never compiles a second, read-only variant at a stream's first frame."""
+    from numba import types
+
+    from lutfuse_ros.core import kernels
+    from lutfuse_ros.core.preprocess import ThermalAGC
+
+    ir, vis = pair
+    fuser = Fuser(model)
+    expected = fuser.fuse(ir, vis)
+    ir_view, vis_view = ir.copy(), vis.copy()
+    ir_view.flags.writeable = vis_view.flags.writeable = False
+    np.testing.assert_array_equal(fuser.fuse(ir_view, vis_view), expected)
+    counts = (ir.astype(np.uint16) * 16 + 3000)
+    counts_view = counts.copy()
+    counts_view.flags.writeable = False
+    np.testing.assert_array_equal(ThermalAGC()(counts_view), ThermalAGC()(counts))
+    for kernel in (kernels.fuse_lookup, kernels.luma_from_rgb, kernels.box_downsample_rgb_ir,
+                   kernels.count_histogram_u16, kernels.apply_table):
+        assert kernel.signatures, kernel
+        read_only = [sig for sig in kernel.signatures
+                     if any(isinstance(arg, types.Array) and not arg.mutable for arg in sig)]
+        assert not read_only, f"{kernel.__name__} compiled for read-only arrays: {read_only}"
+
+
 def test_stage_timings_are_reported(model, pair):
     timings = {}
     Fuser(model).fuse(*pair, timings=timings)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import kernels
 from .backends import NumpyBackend, StageTimer, TorchBackend
 from .errors import FusionInputError
 from .model import FusionModel, load_model
@@ -120,7 +121,7 @@ def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]
             "differ in size: register the thermal image to the visible one first")
     if min(ir.shape) < 4:
         raise FusionInputError(f"images must be at least 4x4 pixels, got {ir.shape}")
-    return np.ascontiguousarray(ir), np.ascontiguousarray(vis)
+    return kernels.writable(np.ascontiguousarray(ir)), kernels.writable(np.ascontiguousarray(vis))
 
 
 class Fuser:
@@ -173,9 +174,6 @@ class Fuser:
         k = self.config.stride
         h, w = max(64, 4 * k), max(64, 4 * k)
         ir, vis = np.zeros((h, w), np.uint8), np.zeros((h, w, 3), np.uint8)
-        self.fuse(ir, vis)
-        # and read-only inputs: arrays viewing a received message's bytes are typed apart
-        ir.flags.writeable = vis.flags.writeable = False
         self.fuse(ir, vis)
         self.backend.reset()
 

@@ -23,6 +23,17 @@ _SY, _SG, _SQ = (np.uint32(LUT_NODES * 256 * LUT_NODES), np.uint32(256 * LUT_NOD
 _KR, _KG, _KB = np.float32(0.299), np.float32(0.587), np.float32(0.114)
 
 
+def writable(a: np.ndarray) -> np.ndarray:
+    """``a`` itself, or a copy when it is read-only (a view of a received message's bytes).
+
+    numba types read-only arrays apart, so one would compile every kernel again (seconds, at
+    the first frame of a stream); the core's entry points (``check_pair``, ``ThermalAGC``) pass
+    their inputs through this, so the kernels see one kind of array (~0.1 ms a megabyte, only
+    for read-only inputs).
+    """
+    return a if a.flags.writeable else a.copy()
+
+
 @njit(nogil=True, cache=True)
 def apply_table(table: np.ndarray, img: np.ndarray, out: np.ndarray) -> None:
     """out[i, j] = table[img[i, j]]: a 16-bit frame through the AGC's 65,536-entry table.

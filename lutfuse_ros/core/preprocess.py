@@ -203,6 +203,7 @@ class ThermalAGC:
         check_thermal(img)
         if img.dtype == np.uint8:
             return img
+        img = kernels.writable(img)
         if self.mode != "fixed":
             self._update(img)
         if self.mode in ("fixed", "percentile"):
@@ -256,12 +257,9 @@ class ThermalAGC:
 
 
 def warm_up_agc() -> None:
-    """Compile (or load from numba's cache) the AGC's kernels for 16-bit frames, writable and
-    read-only (a received message's pixels), so the first camera frame does not wait."""
-    counts = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
-    ThermalAGC()(counts)
-    counts.flags.writeable = False
-    ThermalAGC()(counts)
+    """Compile (or load from numba's cache) the AGC's kernels for 16-bit frames, so the first
+    camera frame does not wait."""
+    ThermalAGC()(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
 
 
 # -- registration --------------------------------------------------------------------------

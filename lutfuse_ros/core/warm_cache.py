@@ -5,8 +5,8 @@ to ``kernels.py``. A fresh install space has no cache, so the first ``ros2 launc
 install would wait; the colcon install step runs this module once instead
 (``python -m lutfuse_ros.core.warm_cache``; CMakeLists.txt), so the cache ships in the install
 space. It fuses dummy frames through the default configuration, colour and grey, which is
-what selects the kernels' signatures (writable and read-only arrays: a received
-message's pixels are read-only), and a 16-bit frame through the AGC.
+what selects the kernels' signatures (read-only inputs are copied before any kernel,
+``kernels.writable``), and a 16-bit frame through the AGC.
 """
 from __future__ import annotations
 

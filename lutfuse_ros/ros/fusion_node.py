@@ -123,9 +123,8 @@ class FusionNode(Node):
         now = time.monotonic()
         self.stats.message(topic, now)
         try:
-            # A writable copy (0.1 ms a megabyte): the compiled kernels type read-only arrays
-            # apart, and a view of the immutable bytes would be one.
-            msg = image_from_cdr(bytearray(data))
+            # views of the received bytes: the core copies what its kernels need writable
+            msg = image_from_cdr(data)
         except ImageDecodeError as exc:
             self.stats.bad_input(str(exc))
             self.get_logger().error(f"{topic.name.lower()} message skipped: {exc}",
