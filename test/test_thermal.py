@@ -200,3 +200,38 @@ def test_the_node_s_compiled_plateau_table_equals_the_numpy_reference():
                 kernels.plateau_window_table(hist[first:last + 1], plateau, max_gain,
                                              TAIL_FENCE, TAIL_SHARE, TAIL_LARGEST), first)
             np.testing.assert_array_equal(compiled, plateau_table(hist, plateau, max_gain))
+
+
+def test_the_node_s_compiled_table_smoothing_equals_the_numpy_reference():
+    """ThermalAGC smooths each frame's table into its running one, makes the uint8 table and
+    finds the mapped count range in one compiled pass; core.thermal's blend_table and
+    table_span say what that is. Bit-equal over a drifting sequence, from the first frame."""
+    from lutfuse_ros.core import kernels
+    from lutfuse_ros.core.thermal import blend_table, table_from_window, table_span
+
+    rng = np.random.default_rng(5)
+    running_ref, running = None, np.empty(65536, np.float32)
+    lut = np.empty(65536, np.uint8)
+    for k in range(12):
+        first = int(rng.integers(1000, 40000))
+        window = np.sort(rng.uniform(0, 255, int(rng.integers(2, 5000)))).astype(np.float32)
+        if k == 5:
+            first, window = 0, np.full(1, 127.5, np.float32)  # a flat frame's table
+        weight = 1.0 if k == 0 else 0.1
+        running_ref = blend_table(running_ref, table_from_window(window, first), weight)
+        span = kernels.blend_window_table(running, window, first, weight, k == 0, lut)
+        np.testing.assert_array_equal(running, running_ref)
+        np.testing.assert_array_equal(lut, (running_ref + 0.5).astype(np.uint8))
+        assert span == table_span(running_ref)
+
+
+def test_a_repeated_frame_is_recognised_and_a_new_one_kept():
+    from lutfuse_ros.core import kernels
+
+    frame = np.random.default_rng(0).integers(0, 65535, (48, 64)).astype(np.uint16)
+    kept = frame.copy()
+    assert kernels.same_else_keep(frame, kept)
+    moved = frame.copy()
+    moved[47, 63] += 1  # the last pixel: read to the end
+    assert not kernels.same_else_keep(moved, kept)
+    np.testing.assert_array_equal(kept, moved)

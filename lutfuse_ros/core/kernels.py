@@ -291,21 +291,67 @@ def count_histogram_u16(img: np.ndarray, subsample: int, hist: np.ndarray) -> tu
     first and last occupied count, ``(0, -1)`` when none is."""
     hist[:] = 0
     h, w = img.shape
+    first, last = 65535, 0  # of the counts between the stuck codes, found while counting
     for i in range(0, h, subsample):
         for j in range(0, w, subsample):
-            hist[img[i, j]] += 1
+            v = img[i, j]
+            hist[v] += 1
+            if 0 < v < 65535:
+                first = min(first, v)
+                last = max(last, v)
     hist[0] = 0
     hist[65535] = 0
-    first, last = 0, -1
-    for k in range(65536):
-        if hist[k] > 0:
-            first = k
-            break
-    for k in range(65535, -1, -1):
-        if hist[k] > 0:
-            last = k
-            break
-    return first, last
+    if last == 0:
+        return 0, -1
+    return int(first), int(last)
+
+
+@njit(nogil=True, cache=True)
+def same_else_keep(img: np.ndarray, kept: np.ndarray) -> bool:
+    """True when img equals kept (both (H, W), same shape and dtype); otherwise copies img
+    into kept and returns False. Row by row, each row compared in a loop without branches
+    (vectorised), stopping at the first row that differs."""
+    for i in range(img.shape[0]):
+        a, b = img[i], kept[i]
+        diff = 0
+        for j in range(len(a)):
+            diff |= a[j] ^ b[j]
+        if diff:
+            kept[:] = img
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def blend_window_table(running: np.ndarray, window: np.ndarray, first: int, weight: float,
+                       start: bool, lut: np.ndarray) -> tuple[int, int]:
+    """One frame's table into the AGC's running one, and the uint8 table the frames go through.
+
+    The frame's table is ``window`` (n,) f32 on the counts first .. first + n - 1 and flat
+    beyond (``thermal.table_from_window``). running (L,) f32 <- running + weight * (table -
+    running) (or the table itself when ``start``), lut (L,) uint8 <- running + 0.5 truncated,
+    float32 as numpy computes them. Returns the first and last count whose running value
+    lies in (0.5, 254.5) (where the mapping leaves 0 and reaches 255), ``(-1, -1)`` if none:
+    what ``thermal.blend_table`` and ``thermal.table_span`` give, in one pass.
+    """
+    n = len(window)
+    w = np.float32(weight)
+    lo, hi = -1, -1
+    for k in range(len(running)):
+        if k < first:
+            t = window[0]
+        elif k >= first + n:
+            t = window[n - 1]
+        else:
+            t = window[k - first]
+        r = t if start else running[k] + w * (t - running[k])
+        running[k] = r
+        lut[k] = np.uint8(r + np.float32(0.5))
+        if np.float32(0.5) < r < np.float32(254.5):
+            if lo < 0:
+                lo = k
+            hi = k
+    return lo, hi
 
 
 @njit(inline="always")

@@ -18,8 +18,7 @@ import numpy as np
 from . import kernels
 from .errors import InputError
 from .thermal import (AGC_MODES, TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, check_thermal,
-                      compress_tails, equalization_table, histogram_percentiles, range_table,
-                      table_from_window)
+                      compress_tails, equalization_table, histogram_percentiles, range_table)
 
 REGISTRATION_MODES = ("none", "resize", "crop_resize", "homography")
 GRADIENT_MODES = ("per_image", "stable")
@@ -216,12 +215,12 @@ class ThermalAGC:
         return out
 
     def _update(self, img: np.ndarray) -> None:
-        repeated = self._last is not None and self._last.shape == img.shape and \
-            np.array_equal(self._last, img)
-        if not repeated:
-            self._last = img.copy()
-        # the histogram and the counts it occupies, compiled (one call, no GIL: the node's
-        # executor thread runs Python meanwhile); the maths below runs on those counts only
+        # compiled calls (no GIL: the node's executor thread runs Python meanwhile) on the
+        # whole frame; the maths between them runs on the occupied counts only
+        if self._last is None or self._last.shape != img.shape:
+            self._last, repeated = img.copy(), False
+        else:
+            repeated = kernels.same_else_keep(img, self._last)
         first, last = kernels.count_histogram_u16(img, 2, self._hist)
         window = self._hist[first:last + 1]
         lo, hi = (first + v for v in histogram_percentiles(window, (1.0, 99.0)))
@@ -241,19 +240,21 @@ class ThermalAGC:
             mid = (lo + hi) / 2.0
             self.range = _smooth(self.range, (mid - half, mid + half), weight)
             return
+        # the frame's table on the occupied counts (flat beyond them), then one pass that
+        # smooths it into the running table and makes the uint8 one (= thermal.blend_table,
+        # thermal.table_span; tested)
         if self.mode == "plateau" and last > first:  # = thermal.plateau_table, compiled
-            table = table_from_window(kernels.plateau_window_table(
-                window, self.plateau, self.max_gain, TAIL_FENCE, TAIL_SHARE, TAIL_LARGEST),
-                first)
+            start, table = first, kernels.plateau_window_table(
+                window, self.plateau, self.max_gain, TAIL_FENCE, TAIL_SHARE, TAIL_LARGEST)
         elif self.mode == "plateau":
-            table = np.full(65536, 127.5, np.float32)
+            start, table = 0, np.full(1, 127.5, np.float32)
         else:
-            table = equalization_table(compress_tails(self._hist))
-        self._table = table if self._table is None else \
-            self._table + np.float32(weight) * (table - self._table)
-        self._lut = (self._table + 0.5).astype(np.uint8)
-        inside = np.nonzero((self._table > 0.5) & (self._table < 254.5))[0]
-        self.range = (float(inside[0]), float(inside[-1])) if len(inside) else (lo, hi)
+            start, table = 0, equalization_table(compress_tails(self._hist))
+        new = self._table is None
+        if new:
+            self._table, self._lut = np.empty(65536, np.float32), np.empty(65536, np.uint8)
+        span = kernels.blend_window_table(self._table, table, start, weight, new, self._lut)
+        self.range = (float(span[0]), float(span[1])) if span[0] >= 0 else (lo, hi)
 
 
 def warm_up_agc() -> None:

@@ -259,6 +259,21 @@ def table_from_window(window: np.ndarray, first: int, levels: int = 65536) -> np
     return table
 
 
+def blend_table(running: np.ndarray | None, table: np.ndarray, weight: float) -> np.ndarray:
+    """A frame's table into the running one: ``running + weight * (table - running)``, float32
+    (the AGC's smoothing over time; ``None`` starts it). (L,) f32 -> (L,) f32."""
+    if running is None:
+        return table.astype(np.float32)
+    return running + np.float32(weight) * (table - running)
+
+
+def table_span(table: np.ndarray) -> tuple[int, int]:
+    """First and last count where a [0, 255] table lies strictly inside (0.5, 254.5): the
+    count range it maps onto the grey levels; ``(-1, -1)`` for a flat table."""
+    inside = np.nonzero((table > 0.5) & (table < 254.5))[0]
+    return (int(inside[0]), int(inside[-1])) if len(inside) else (-1, -1)
+
+
 def agc_range(img: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
               subsample: int = 4) -> tuple[float, float]:
     """Percentile range ``(low, high)`` of a thermal frame.
