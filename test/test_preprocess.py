@@ -17,6 +17,23 @@ def counts(seed: int, level: int = 20000, size=(48, 64)) -> np.ndarray:
 
 
 # -- AGC -----------------------------------------------------------------------------------
+def test_the_agc_warm_up_prepares_every_kernel_a_stream_calls():
+    """The node warms the AGC up before its first frame; what it leaves out would compile (or
+    load) on a live frame. In a fresh process, so that other tests' calls do not count."""
+    import subprocess
+    import sys
+
+    code = ("from lutfuse_ros.core import kernels\n"
+            "from lutfuse_ros.core.preprocess import warm_up_agc\n"
+            "warm_up_agc()\n"
+            "names = ('count_histogram_u16', 'same_else_keep', 'plateau_window_table',\n"
+            "         'blend_window_table', 'apply_table')\n"
+            "print(' '.join(n for n in names if not getattr(kernels, n).signatures))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert run.stdout.strip() == "", f"not warmed up: {run.stdout.strip()}"
+
+
 def test_percentile_agc_maps_16_bit_to_full_8_bit_range():
     out = ThermalAGC("percentile", smoothing=1.0)(counts(0))
     assert out.dtype == np.uint8 and out.min() == 0 and out.max() == 255

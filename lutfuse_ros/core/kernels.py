@@ -1,5 +1,6 @@
 """Compiled CPU kernels of the MM-LUT forward pass (numba, ``parallel`` over rows, ``nogil``),
-and of the thermal AGC (the plateau table in one call, bit-equal to :mod:`.thermal`'s numpy).
+and of the thermal AGC (histogram, plateau table, smoothing of the running table; each
+bit-equal to its numpy reference in :mod:`.thermal`).
 
 The kernels write into caller-owned buffers, so a steady stream of frames allocates no
 full-resolution temporaries. Arithmetic is float32, in the order of the authors' code, so the

@@ -259,8 +259,11 @@ class ThermalAGC:
 
 def warm_up_agc() -> None:
     """Compile (or load from numba's cache) the AGC's kernels for 16-bit frames, so the first
-    camera frame does not wait."""
-    ThermalAGC()(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    camera frames do not wait: two frames, since the repeated-frame check
+    (``kernels.same_else_keep``) first runs on the second."""
+    agc, counts = ThermalAGC(), np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    agc(counts)
+    agc(counts)
 
 
 # -- registration --------------------------------------------------------------------------
