@@ -117,7 +117,7 @@ def cmd_bench(args) -> int:
     sizes = [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]
     res = run_benchmark(sizes=sizes, runs=args.runs, context_scale=args.context_scale,
                         threads=args.threads, device=args.device,
-                        backends=tuple(args.backends))
+                        backends=tuple(args.backends), ratio_rounds=args.ratio_rounds)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
         print(f"wrote {args.json}")
@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", nargs="+", default=["numpy", "torch"],
                    help="numpy (context engine auto), numpy:onnxruntime, numpy:opencv, "
                         "numpy:torch, torch; outputs are compared with the first")
+    p.add_argument("--ratio-rounds", type=int, default=10,
+                   help="rounds alternating the fast pass and the authors' (numpy and torch "
+                        "backends): the speed-up a noisy machine cannot skew; 0 skips them")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     p.set_defaults(func=cmd_bench)
 

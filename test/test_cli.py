@@ -84,6 +84,18 @@ def test_bench_json_has_fast_and_exact_per_resolution(tmp_path):
     assert "lookup+to_rgb" in figures["128x96"]["modes"]["fast_numpy"]["stages_median_ms"]
 
 
+def test_bench_measures_the_speed_up_over_the_authors_pass_in_alternating_rounds(tmp_path):
+    res = lutfuse("bench", "--sizes", "96x64", "--runs", "2", "--backends", "numpy", "torch",
+                  "--ratio-rounds", "3", "--json", tmp_path / "b.json")
+    assert res.returncode == 0, res.stderr
+    ratio = json.loads((tmp_path / "b.json").read_text())["96x64"][
+        "speedup_fast_vs_authors_interleaved"]
+    assert ratio["rounds"] == 3
+    assert 0 < ratio["ratio_min"] <= ratio["ratio_median"] <= ratio["ratio_max"]
+    assert ratio["fast_ms_median"] > 0 and ratio["slow_ms_median"] > 0
+    assert "interleaved, 3 rounds" in res.stdout
+
+
 # -- lutfuse thermal ------------------------------------------------------------------------
 def write_raw_stream(folder: Path, frames: int = 4) -> None:
     rng = np.random.default_rng(0)
