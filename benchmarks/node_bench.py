@@ -10,6 +10,7 @@ image and does nothing else (the floor any fusion node stands on) and prints nod
 
     python benchmarks/node_bench.py --seconds 60 --sweep 30,45,60,90 --out out/node_bench.json
     python benchmarks/node_bench.py --relay --seconds 30 --sweep 60 --sweep-seconds 30
+    python benchmarks/node_bench.py --relay --rounds 3 --seconds 20 --sweep ""  # alternating
     python benchmarks/node_bench.py --seconds 30 --sweep "" --soak 600     # 10-minute soak
 """
 from __future__ import annotations
@@ -142,6 +143,9 @@ def main() -> None:
                          "-p fusion.threads:=1 (repeatable)")
     ap.add_argument("--relay", action="store_true",
                     help="also run the do-nothing relay at each rate and print node - relay")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="with --relay: this many alternating node and relay runs at --rate "
+                         "(each --seconds long), each round's difference and their median")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           "640x480 bgr8 + 640x512 mono16 (config/fusion.yaml: resize registration, plateau "
@@ -149,29 +153,44 @@ def main() -> None:
     params = tuple(args.node_param)
     if params:
         print(f"node parameters over config/fusion.yaml: {' '.join(params)}", flush=True)
-    results = {"cores": os.cpu_count(), "node_params": params,
-               "main": run(args.rate, args.seconds, node_params=params), "sweep": [],
-               "relay": []}
-    print(line(results["main"]), flush=True)
-    stages = results["main"]["node_timing_ms"]
-    print("node's own per-stage medians (ms, its /diagnostics): " +
-          ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) +
-          f"; sum {sum(stages.values()):.2f}", flush=True)
-    runs = [(args.rate, args.seconds)] if args.relay else []
-    for rate in [float(r) for r in args.sweep.split(",") if r]:
-        results["sweep"].append(run(rate, args.sweep_seconds, node_params=params))
-        print("sweep " + line(results["sweep"][-1]), flush=True)
-        runs.append((rate, args.sweep_seconds))
-    for (rate, seconds), fused in zip(runs, [results["main"], *results["sweep"]]):
-        if not args.relay:
-            break
+    results = {"cores": os.cpu_count(), "node_params": params, "main": None, "sweep": [],
+               "relay": [], "rounds": []}
+
+    def versus_relay(fused: dict, rate: float, seconds: float) -> dict:
+        """A relay run right after a node run, and the difference: back to back, so both
+        meet the same machine (it is shared: its speed moves by minutes)."""
         base = run(rate, seconds, relay=True)
         results["relay"].append(base)
         print(line(base), flush=True)
         a, b = fused["latency_ms"], base["latency_ms"]
-        print(f"node - relay at {rate:.0f} Hz: p50 {a['p50'] - b['p50']:+.1f} ms, p99 "
-              f"{a['p99'] - b['p99']:+.1f} ms, delivered {fused['delivered_pct']:.1f} vs "
+        diff = {"rate_hz": rate, "p50_ms": a["p50"] - b["p50"], "p99_ms": a["p99"] - b["p99"]}
+        print(f"node - relay at {rate:.0f} Hz: p50 {diff['p50_ms']:+.1f} ms, p99 "
+              f"{diff['p99_ms']:+.1f} ms, delivered {fused['delivered_pct']:.1f} vs "
               f"{base['delivered_pct']:.1f} %", flush=True)
+        return diff
+
+    for _ in range(args.rounds if args.relay else 1):
+        fused = run(args.rate, args.seconds, node_params=params)
+        results["main"] = results["main"] or fused
+        print(line(fused), flush=True)
+        stages = fused["node_timing_ms"]
+        print("node's own per-stage medians (ms, its /diagnostics): " +
+              ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) +
+              f"; sum {sum(stages.values()):.2f}", flush=True)
+        if args.relay:
+            results["rounds"].append(versus_relay(fused, args.rate, args.seconds))
+    if len(results["rounds"]) > 1:
+        p50s = [d["p50_ms"] for d in results["rounds"]]
+        p99s = [d["p99_ms"] for d in results["rounds"]]
+        print(f"node - relay at {args.rate:.0f} Hz over {len(p50s)} alternating rounds: p50 "
+              f"median {np.median(p50s):+.1f} ms (rounds {min(p50s):+.1f} to {max(p50s):+.1f}),"
+              f" p99 median {np.median(p99s):+.1f} ms ({min(p99s):+.1f} to {max(p99s):+.1f})",
+              flush=True)
+    for rate in [float(r) for r in args.sweep.split(",") if r]:
+        results["sweep"].append(run(rate, args.sweep_seconds, node_params=params))
+        print("sweep " + line(results["sweep"][-1]), flush=True)
+        if args.relay:
+            versus_relay(results["sweep"][-1], rate, args.sweep_seconds)
     if args.soak:
         results["soak"] = soak = run(args.rate, args.soak, node_params=params)
         print("soak " + line(soak), flush=True)
