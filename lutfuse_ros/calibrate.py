@@ -16,25 +16,10 @@ import numpy as np
 from .core.calibration import (CalibrationError, CalibrationResult, homography_from_points,
                                orientation_field, resize_matrix, rig_scores, to_gray_f32,
                                warp_to_rgb)
-from .core.imageio import match_pairs, mosaic, read_visible, write_image
+from .core.imageio import match_pairs, mosaic, read_thermal, read_visible, write_image
 from .core.preprocess import ThermalAGC
-from .core.thermal import to_counts
 
 Pair = tuple[np.ndarray, np.ndarray]  # (thermal (h, w) uint8, RGB (H, W, 3) uint8)
-
-
-def read_thermal(path: Path) -> np.ndarray:
-    """An 8-bit thermal image, or 16-bit raw counts mapped by the node's default AGC."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise CalibrationError(f"{path}: not a readable image")
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    if img.dtype == np.uint16:
-        return ThermalAGC(smoothing=1.0)(to_counts(img))
-    if img.dtype != np.uint8:
-        raise CalibrationError(f"{path}: thermal must be 8- or 16-bit, got {img.dtype}")
-    return img
 
 
 def folder_pairs(ir_dir: Path, vis_dir: Path, max_pairs: int) -> tuple[list[Pair], list[str]]:
@@ -43,7 +28,8 @@ def folder_pairs(ir_dir: Path, vis_dir: Path, max_pairs: int) -> tuple[list[Pair
     chosen = listing.pairs
     if len(chosen) > max_pairs:
         chosen = [chosen[round(i)] for i in np.linspace(0, len(chosen) - 1, max_pairs)]
-    pairs = [(read_thermal(i), read_visible(v)) for _, i, v in chosen]
+    # 16-bit thermal through the node's default AGC, each file its own frame
+    pairs = [(read_thermal(i, ThermalAGC(smoothing=1.0)), read_visible(v)) for _, i, v in chosen]
     return pairs, [p.name for p in (*listing.ir_only, *listing.vis_only)]
 
 

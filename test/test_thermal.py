@@ -235,3 +235,28 @@ def test_a_repeated_frame_is_recognised_and_a_new_one_kept():
     moved[47, 63] += 1  # the last pixel: read to the end
     assert not kernels.same_else_keep(moved, kept)
     np.testing.assert_array_equal(kept, moved)
+
+
+def test_thermal_files_are_read_as_8_bit_with_16_bit_counts_through_the_agc(tmp_path):
+    import cv2
+
+    from lutfuse_ros.core.imageio import read_thermal
+    from lutfuse_ros.core.preprocess import ThermalAGC
+    from lutfuse_ros.core.thermal import to_counts
+
+    counts = ramp16() >> 2 << 2  # 14-bit counts high-aligned in 16-bit words, as cameras write
+    cv2.imwrite(str(tmp_path / "raw.png"), counts)
+    expected = ThermalAGC(smoothing=1.0)(to_counts(counts))
+    assert np.array_equal(read_thermal(tmp_path / "raw.png", ThermalAGC(smoothing=1.0)),
+                          expected)
+    grey = np.arange(64 * 80, dtype=np.uint8).reshape(64, 80)
+    cv2.imwrite(str(tmp_path / "ir8.png"), grey)
+    cv2.imwrite(str(tmp_path / "ir8_colour.png"), np.dstack([grey] * 3))
+    for name in ("ir8.png", "ir8_colour.png"):  # 8-bit files pass as they are, colour as grey
+        assert np.array_equal(read_thermal(tmp_path / name, ThermalAGC()), grey)
+    cv2.imwrite(str(tmp_path / "float.tiff"), ramp16().astype(np.float32))
+    with pytest.raises(ValueError, match="float.tiff: thermal must be 8- or 16-bit"):
+        read_thermal(tmp_path / "float.tiff", ThermalAGC())
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="broken.png: not a readable image"):
+        read_thermal(tmp_path / "broken.png", ThermalAGC())

@@ -1,6 +1,7 @@
 """Image files: pairs of IR/visible images matched by name, reading, writing, mosaics."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,25 @@ def read_ir(path: str | Path) -> np.ndarray:
                          "lutfuse_ros.core.thermal first)")
     if img.ndim == 3:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+    return img
+
+
+def read_thermal(path: str | Path, agc: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Read a thermal image as (H, W) uint8: 8-bit files as they are, 16-bit files as raw
+    counts (:func:`~.thermal.to_counts`) through ``agc`` (for single images, a fresh
+    :class:`~.preprocess.ThermalAGC` with ``smoothing=1.0``: each file its own frame).
+    Colour files are converted to grey."""
+    from .thermal import to_counts
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{path}: not a readable image")
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+    if img.dtype == np.uint16:
+        img = agc(to_counts(img))
+    if img.dtype != np.uint8:
+        raise ValueError(f"{path}: thermal must be 8- or 16-bit, got {img.dtype}")
     return img
 
 

@@ -12,14 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from lutfuse_ros.core.imageio import match_pairs, read_visible
+from lutfuse_ros.core.imageio import match_pairs, read_thermal, read_visible
 from lutfuse_ros.core.preprocess import AGCConfig, GradientNormaliser, ThermalAGC
-from lutfuse_ros.core.thermal import to_counts
 from lutfuse_ros.stream.bagio import is_bag
 
 # 16-bit thermal frames (folders and bags) go through the node's default AGC; the model
@@ -60,22 +58,6 @@ def make_pair(name: str, rgb: np.ndarray, ir: np.ndarray, min_side: int = 0) -> 
     return Pair(name, rgb, ir, frame_gradient_range(rgb))
 
 
-def read_thermal(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"{path}: not a readable image")
-    if img.ndim == 3:
-        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
-    if img.dtype == np.uint16:
-        # as the node maps 16-bit frames (its default AGC; the model records it), each file
-        # its own frame
-        img = ThermalAGC.from_config(replace(TRAINING_AGC, smoothing=1.0))(
-            to_counts(img))
-    if img.dtype != np.uint8:
-        raise DataError(f"{path}: IR must be 8- or 16-bit, got {img.dtype}")
-    return img
-
-
 def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True,
                bag_topics: tuple[str, str] = ("/thermal/image", "/rgb/image")) -> list[Pair]:
     """Every pair of every folder; frames smaller than ``min_side`` are reflect-padded."""
@@ -97,11 +79,14 @@ def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True,
                                                      disable=not progress):
         try:
             rgb = read_visible(vis_path)
+            # as the node maps 16-bit frames (its default AGC; the model records it), each
+            # file its own frame
+            ir = read_thermal(ir_path, ThermalAGC.from_config(replace(TRAINING_AGC,
+                                                                      smoothing=1.0)))
         except ValueError as exc:
             raise DataError(str(exc)) from None
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-        ir = read_thermal(ir_path)
         if ir.shape != rgb.shape[:2]:
             raise DataError(f"{ir_path} and {vis_path} differ in size: training needs "
                             "registered pairs")
