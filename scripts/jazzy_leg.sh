@@ -16,10 +16,6 @@ bash scripts/ros2_tools.sh jazzy
 source scripts/ros_env.sh
 export ROS_HOME="$(mktemp -d)" ROS_DISTRO=jazzy
 export AMENT_PREFIX_PATH="$V" PATH="$V/bin:$PATH" VIRTUAL_ENV="$V"
-set +u; . colcon_ws_jazzy/install/setup.sh; set -u
-cd "$(mktemp -d)"
-LUTFUSE_TEST_INSTALL_SPACE="$ROOT/colcon_ws_jazzy/install" python -m pytest -q \
-  -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" -o addopts="" \
-  "$ROOT/test/test_node.py" "$ROOT/test/test_robot_loop.py" "$ROOT/test/test_ros2_tools.py" \
-  "$ROOT/test/test_sync.py"
+bash scripts/test_install_space.sh colcon_ws_jazzy/install test/test_node.py \
+  test/test_robot_loop.py test/test_ros2_tools.py test/test_sync.py
 echo "jazzy_leg: passed in $(( $(date +%s) - start )) s"

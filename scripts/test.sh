@@ -27,31 +27,17 @@ echo "test.sh: suite in $(( $(date +%s) - leg )) s"
 if .venv/bin/python -c "import rclpy" 2>/dev/null; then
   leg=$(date +%s)
   bash scripts/colcon_build.sh
-  # From outside the checkout, so that Python imports lutfuse_ros from the install space
-  # (the tests' conftest checks that it does).
-  (
-    export PATH="$ROOT/.venv/bin:$PATH"
-    set +u; . colcon_ws/install/setup.sh; set -u
-    cd "$(mktemp -d)"
-    LUTFUSE_TEST_INSTALL_SPACE="$ROOT/colcon_ws/install" python -m pytest -q \
-      -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" -o addopts="" \
-      "$ROOT/test/test_node.py" "$ROOT/test/test_robot_loop.py"
-  )
+  PATH="$ROOT/.venv/bin:$PATH" bash scripts/test_install_space.sh colcon_ws/install \
+    test/test_node.py test/test_robot_loop.py
   echo "test.sh: colcon build + install-space leg in $(( $(date +%s) - leg )) s"
   if [ -d ../shared/ros2-python/kilted ]; then
     start=$(date +%s)
     bash scripts/ros2_tools.sh kilted
-    (
-      # As a robot's shell: the distribution named, the tools on the ament index and PATH,
-      # the workspace sourced.
-      export ROS_DISTRO=kilted AMENT_PREFIX_PATH="$ROOT/.venv" PATH="$ROOT/.venv/bin:$PATH"
-      set +u; . colcon_ws/install/setup.sh; set -u
-      cd "$(mktemp -d)"
-      LUTFUSE_TEST_INSTALL_SPACE="$ROOT/colcon_ws/install" python -m pytest -q \
-        -p no:cacheprovider --rootdir "$ROOT" -c "$ROOT/pytest.ini" -o addopts="" \
-        "$ROOT/test/test_ros2_tools.py" "$ROOT/test/test_sync.py" \
-        "$ROOT/test/test_launch_config.py::test_python_launch_file_builds"
-    )
+    # As a robot's shell: the distribution named, the tools on the ament index and PATH,
+    # the workspace sourced.
+    ROS_DISTRO=kilted AMENT_PREFIX_PATH="$ROOT/.venv" PATH="$ROOT/.venv/bin:$PATH" \
+      bash scripts/test_install_space.sh colcon_ws/install test/test_ros2_tools.py \
+      test/test_sync.py test/test_launch_config.py::test_python_launch_file_builds
     echo "test.sh: ROS 2 tools leg (kilted) in $(( $(date +%s) - start )) s"
     # The same from a Jazzy (LTS) install space, built against the Jazzy wheels.
     bash scripts/jazzy_leg.sh
