@@ -7,6 +7,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,33 @@ def rclpy_session():
     rclpy.init()
     yield rclpy
     rclpy.try_shutdown()
+
+
+class SpinningNode:
+    """An rclpy node of this test process, spun by an executor on a thread of its own: the
+    base of the tests' camera publishers and output receivers (``rclpy_session`` first).
+    ``keep(sink)`` is a subscription callback that appends each message under ``lock``."""
+
+    def __init__(self, name: str) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.node = rclpy.create_node(name)
+        self.lock = threading.Lock()
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+
+    def start(self) -> None:
+        """Spin, once the publishers and subscriptions are made."""
+        self.thread.start()
+
+    def keep(self, sink: list):
+        def cb(msg):
+            with self.lock:
+                sink.append(msg)
+        return cb
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()

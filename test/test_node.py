@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from conftest import SHARED, executable
+from conftest import SHARED, SpinningNode, executable
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import ListParameters, SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
@@ -41,37 +39,27 @@ THERMAL_TOPIC, RGB_TOPIC, INFO_TOPIC = "/cam_t/image_raw", "/cam_v/image_raw", "
 NODE = "/lutfuse_fusion"
 
 
-class Harness:
+class Harness(SpinningNode):
     """Camera publishers and fused/diagnostics subscribers in this test process."""
 
     def __init__(self) -> None:
-        self.node = rclpy.create_node("lutfuse_test_harness")
+        super().__init__("lutfuse_test_harness")
         self.pub_t = self.node.create_publisher(Image, THERMAL_TOPIC, qos_profile_sensor_data)
         self.pub_v = self.node.create_publisher(Image, RGB_TOPIC, qos_profile_sensor_data)
         self.pub_i = self.node.create_publisher(CameraInfo, INFO_TOPIC, 10)
         self.fused: list[Image] = []
         self.infos: list[CameraInfo] = []
         self.diags: list[tuple[float, DiagnosticArray]] = []
-        self.lock = threading.Lock()
-        self.node.create_subscription(Image, "/fused/image", self._keep(self.fused), 50)
-        self.node.create_subscription(CameraInfo, "/fused/camera_info", self._keep(self.infos), 50)
+        self.node.create_subscription(Image, "/fused/image", self.keep(self.fused), 50)
+        self.node.create_subscription(CameraInfo, "/fused/camera_info", self.keep(self.infos), 50)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.statuses: list = []
         if FusionStatus is not None:
             self.node.create_subscription(FusionStatus, "/fused/status",
-                                          self._keep(self.statuses), 10)
+                                          self.keep(self.statuses), 10)
         self.set_client = self.node.create_client(SetParameters, f"{NODE}/set_parameters")
         self.list_client = self.node.create_client(ListParameters, f"{NODE}/list_parameters")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def _keep(self, sink):
-        def cb(msg):
-            with self.lock:
-                sink.append(msg)
-        return cb
+        self.start()
 
     def _on_diag(self, msg):
         with self.lock:
@@ -124,10 +112,6 @@ class Harness:
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.01)
         return future.result()
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 def node_command(*extra: str) -> list[str]:
@@ -425,7 +409,7 @@ def test_node_runs_without_torch(harness, tmp_path):
             "from lutfuse_ros.ros.fusion_node import main; main()")
     cmd = [sys.executable, "-c", code, *node_command("-r", "__ns:=/torchfree")[1:]]
     received: list[Image] = []
-    harness.node.create_subscription(Image, "/torchfree/fused/image", harness._keep(received),
+    harness.node.create_subscription(Image, "/torchfree/fused/image", harness.keep(received),
                                      10)
     log = tmp_path / "node.log"
     with open(log, "w") as out:

@@ -11,14 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import INSTALL_SPACE
+from conftest import INSTALL_SPACE, SpinningNode
 
 if not INSTALL_SPACE or shutil.which("ros2") is None:
     pytest.skip("needs the ros2 command and the colcon install space (scripts/test.sh's tools "
@@ -26,7 +25,6 @@ if not INSTALL_SPACE or shutil.which("ros2") is None:
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("launch_ros", reason="launch_ros not installed (scripts/ros2_tools.sh)")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -88,15 +86,14 @@ class Launched:
                 pass
 
 
-class Cameras:
+class Cameras(SpinningNode):
     """A thermal + RGB camera pair per namespace, and receivers of each rig's outputs."""
 
     def __init__(self, namespaces: list[str]) -> None:
-        self.node = rclpy.create_node("lutfuse_tools_test")
+        super().__init__("lutfuse_tools_test")
         ir, vis = synthetic_pair(seed=5, size=(96, 128))
         self.images = (numpy_to_image(ir, "mono8"), numpy_to_image(vis, "rgb8"))
         self.pubs, self.fused, self.status = {}, {}, {}
-        self.lock = threading.Lock()
         for ns in namespaces:
             self.pubs[ns] = (
                 self.node.create_publisher(Image, f"/{ns}/thermal/image_raw".replace("//", "/"),
@@ -105,21 +102,12 @@ class Cameras:
                                            qos_profile_sensor_data))
             self.fused[ns], self.status[ns] = [], []
             self.node.create_subscription(Image, f"/{ns}/fused/image".replace("//", "/"),
-                                          self._keep(self.fused[ns]), qos_profile_sensor_data)
+                                          self.keep(self.fused[ns]), qos_profile_sensor_data)
             if FusionStatus is not None:
                 self.node.create_subscription(FusionStatus,
                                               f"/{ns}/fused/status".replace("//", "/"),
-                                              self._keep(self.status[ns]), 10)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def _keep(self, sink):
-        def cb(msg):
-            with self.lock:
-                sink.append(msg)
-        return cb
+                                              self.keep(self.status[ns]), 10)
+        self.start()
 
     def stream_until_fused(self, seconds: float = 90.0, frames: int = 5) -> None:
         """Publish pairs at ~20 Hz until every rig has fused ``frames`` and sent a status."""
@@ -140,10 +128,6 @@ class Cameras:
         with self.lock:
             got = {ns: len(f) for ns, f in self.fused.items()}
         raise AssertionError(f"fused frames per rig after {seconds} s: {got}")
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.fixture
