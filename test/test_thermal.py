@@ -240,7 +240,7 @@ def test_a_repeated_frame_is_recognised_and_a_new_one_kept():
 def test_thermal_files_are_read_as_8_bit_with_16_bit_counts_through_the_agc(tmp_path):
     import cv2
 
-    from lutfuse_ros.core.imageio import read_thermal
+    from lutfuse_ros.core.imageio import read_ir, read_thermal
     from lutfuse_ros.core.preprocess import ThermalAGC
     from lutfuse_ros.core.thermal import to_counts
 
@@ -254,6 +254,9 @@ def test_thermal_files_are_read_as_8_bit_with_16_bit_counts_through_the_agc(tmp_
     cv2.imwrite(str(tmp_path / "ir8_colour.png"), np.dstack([grey] * 3))
     for name in ("ir8.png", "ir8_colour.png"):  # 8-bit files pass as they are, colour as grey
         assert np.array_equal(read_thermal(tmp_path / name, ThermalAGC()), grey)
+        assert np.array_equal(read_ir(tmp_path / name), grey)
+    with pytest.raises(ValueError, match="raw.png: IR must be 8-bit, got uint16"):
+        read_ir(tmp_path / "raw.png")  # the fusion commands take 8-bit IR only
     cv2.imwrite(str(tmp_path / "float.tiff"), ramp16().astype(np.float32))
     with pytest.raises(ValueError, match="float.tiff: thermal must be 8- or 16-bit"):
         read_thermal(tmp_path / "float.tiff", ThermalAGC())

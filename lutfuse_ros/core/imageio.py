@@ -37,35 +37,30 @@ def match_pairs(ir_dir: str | Path, vis_dir: str | Path) -> PairListing:
 
 
 def read_ir(path: str | Path) -> np.ndarray:
-    """Read an IR image as (H, W) uint8 (colour files are converted to grey)."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"{path}: not a readable image")
-    if img.dtype != np.uint8:
-        raise ValueError(f"{path}: IR must be 8-bit, got {img.dtype} (map 16-bit data with "
-                         "lutfuse_ros.core.thermal first)")
-    if img.ndim == 3:
-        img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
-    return img
+    """Read an 8-bit IR image as (H, W) uint8 (colour files are converted to grey); 16-bit
+    files are refused (:func:`read_thermal` maps them)."""
+    return read_thermal(path, agc=None)
 
 
-def read_thermal(path: str | Path, agc: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def read_thermal(path: str | Path,
+                 agc: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
     """Read a thermal image as (H, W) uint8: 8-bit files as they are, 16-bit files as raw
     counts (:func:`~.thermal.to_counts`) through ``agc`` (for single images, a fresh
-    :class:`~.preprocess.ThermalAGC` with ``smoothing=1.0``: each file its own frame).
-    Colour files are converted to grey."""
+    :class:`~.preprocess.ThermalAGC` with ``smoothing=1.0``: each file its own frame; ``None``
+    refuses them). Colour files are converted to grey."""
     from .thermal import to_counts
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError(f"{path}: not a readable image")
+    if img.dtype != np.uint8 and (agc is None or img.dtype != np.uint16):
+        if agc is None:
+            raise ValueError(f"{path}: IR must be 8-bit, got {img.dtype} (map 16-bit data "
+                             "with lutfuse_ros.core.thermal first)")
+        raise ValueError(f"{path}: thermal must be 8- or 16-bit, got {img.dtype}")
     if img.ndim == 3:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
-    if img.dtype == np.uint16:
-        img = agc(to_counts(img))
-    if img.dtype != np.uint8:
-        raise ValueError(f"{path}: thermal must be 8- or 16-bit, got {img.dtype}")
-    return img
+    return agc(to_counts(img)) if img.dtype == np.uint16 else img
 
 
 def read_visible(path: str | Path) -> np.ndarray:
