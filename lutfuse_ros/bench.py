@@ -1,7 +1,8 @@
-"""Speed of the forward pass: per stage and total, exact vs fast, numpy vs torch.
+"""Speed of the forward pass: per stage and total, exact vs fast, numpy vs torch, CPU vs GPU.
 
-Prints the machine (CPU, cores, threads) and the median and p90 of ``runs`` timed frames
-after warm-up; :func:`run_benchmark` returns the same figures for ``--json``.
+Prints the machine (CPU, cores, threads, GPU) and the median and p90 of ``runs`` timed frames
+after warm-up, host to host (numpy uint8 in, numpy uint8 out, what the node and ``lutfuse
+fuse`` see); :func:`run_benchmark` returns the same figures for ``--json``.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def time_fuser(fuser: Fuser, ir: np.ndarray, vis: np.ndarray, runs: int,
         totals.append((time.perf_counter() - t0) * 1e3)
         stages.append(t)
     return {"median_ms": float(np.median(totals)), "p90_ms": float(np.percentile(totals, 90)),
+            "fps": float(1e3 / np.median(totals)),
             "stages_median_ms": {k: float(np.median([s[k] for s in stages])) for k in stages[0]}}
 
 
@@ -71,23 +73,58 @@ def interleaved_ratio(fast: Fuser, slow: Fuser, ir: np.ndarray, vis: np.ndarray,
             "slow_ms_median": float(np.median(slow_ms))}
 
 
+def time_batches(fuser: Fuser, ir: np.ndarray, vis: np.ndarray, batch: int,
+                 runs: int) -> dict:
+    """Frames per second of :meth:`Fuser.fuse_batch` on ``batch`` frames, median of
+    ``runs`` calls after two warm-ups (the second captures the graph on a GPU)."""
+    irs, viss = [ir] * batch, [vis] * batch
+    for _ in range(2):
+        fuser.fuse_batch(irs, viss, batch_size=batch)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fuser.fuse_batch(irs, viss, batch_size=batch)
+        times.append(time.perf_counter() - t0)
+    return {"batch": batch, "median_ms": float(np.median(times) * 1e3),
+            "fps": float(batch / np.median(times))}
+
+
 def _variant(name: str, exact: bool, context_scale: float, threads: int,
              device: str) -> FusionConfig:
-    """``"numpy"``, ``"numpy:<context engine>"`` or ``"torch"`` -> a config."""
+    """``"numpy"``, ``"numpy:<context engine>"``, ``"torch"`` or ``"torch:eager"`` (no CUDA
+    graph) -> a config."""
     backend, _, engine = name.partition(":")
     dev = device if backend == "torch" else "cpu"
+    if backend == "torch":
+        if engine not in ("", "eager"):
+            raise ValueError(f"torch variants are 'torch' and 'torch:eager', got {name!r}")
+        return FusionConfig(exact=exact, context_scale=context_scale, backend=backend,
+                            device=dev, threads=threads, cuda_graph=engine != "eager")
     return FusionConfig(exact=exact, context_scale=context_scale, backend=backend, device=dev,
                         threads=threads, context_engine=engine or FusionConfig.context_engine)
 
 
+def gpu_name(device: str) -> str:
+    """The GPU's name and torch's CUDA version, or "" on the CPU."""
+    if not device.startswith("cuda"):
+        return ""
+    import torch
+
+    return f"{torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}"
+
+
 def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | None = None,
                   threads: int = 0, backends=("numpy", "torch"), device: str = "cpu",
-                  exact_runs: int | None = None, ratio_rounds: int = 10, log=print) -> dict:
+                  exact_runs: int | None = None, ratio_rounds: int = 10, batch: int = 0,
+                  log=print) -> dict:
     """Time each backend (``"numpy"``, ``"numpy:onnxruntime"``, ``"numpy:opencv"``,
-    ``"numpy:torch"``, ``"torch"``) in fast and exact mode; outputs are compared with the
-    first backend's (largest difference in grey levels, share of differing values). With
-    both ``numpy`` and ``torch``, the fast pass's speed-up over the authors' forward pass is
-    also measured in ``ratio_rounds`` alternating rounds (:func:`interleaved_ratio`)."""
+    ``"numpy:torch"``, ``"torch"``, ``"torch:eager"``) in fast and exact mode; outputs are
+    compared with the first backend's (largest difference in grey levels, share of
+    differing values). With both ``numpy`` and ``torch``, the fast pass's speed-up over the
+    authors' forward pass is also measured in ``ratio_rounds`` alternating rounds
+    (:func:`interleaved_ratio`). On a GPU, ``torch`` (CUDA graphs) is also given as a
+    ratio to the exact pass run eagerly, the authors' maths as their code runs it (one
+    launch per op), timed in the same run; ``batch`` > 1 adds the batched frames/s."""
     try:
         import torch
         torch_version = torch.__version__
@@ -99,10 +136,11 @@ def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | No
     threads = threads or os.cpu_count() or 1
     result = {"machine": {"cpu": cpu_name(), "arch": platform.machine(),
                           "cores": os.cpu_count(), "threads": threads, "torch": torch_version,
-                          "device": device},
+                          "device": device, "gpu": gpu_name(device)},
               "runs": runs, "context_scale": context_scale, "model_id": model.model_id}
     log(f"CPU: {result['machine']['cpu']} ({platform.machine()}), {os.cpu_count()} cores, "
-        f"{threads} threads, torch {torch_version}, device {device}; median/p90 of {runs} runs "
+        f"{threads} threads, torch {torch_version}, device {device} "
+        f"{result['machine']['gpu']}; median/p90 of {runs} runs "
         "after warm-up; 'vs first' = largest difference from the first backend's output")
     for h, w in sizes:
         ir, vis = synthetic_pair(seed=1, size=(h, w))
@@ -122,8 +160,9 @@ def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | No
                 stats["share_differing_vs_first"] = float((fused != ref).mean())
                 stage_txt = ", ".join(f"{k} {v:.2f}" for k, v in
                                       stats["stages_median_ms"].items())
-                log(f"{key} {name:22s} median {stats['median_ms']:8.2f} ms  "
-                    f"p90 {stats['p90_ms']:8.2f} ms  vs first {stats['max_diff_vs_first']} LSB"
+                log(f"{key} {name:22s} median {stats['median_ms']:8.3f} ms "
+                    f"({stats['fps']:7.0f} fps)  p90 {stats['p90_ms']:8.3f} ms  "
+                    f"vs first {stats['max_diff_vs_first']} LSB"
                     f" ({100 * stats['share_differing_vs_first']:.3f} %)  [{stage_txt}]")
         entry = {"modes": modes}
         if "fast_numpy" in modes and "exact_numpy" in modes:
@@ -144,5 +183,24 @@ def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | No
                     f"{r['ratio_median']:.1f}x faster than the authors' forward pass (rounds "
                     f"{r['ratio_min']:.1f}-{r['ratio_max']:.1f}x; fast {r['fast_ms_median']:.2f}"
                     f" ms, authors {r['slow_ms_median']:.1f} ms)")
+        if device.startswith("cuda") and "torch" in backends:
+            if "exact_torch:eager" not in fusers:
+                fusers["exact_torch:eager"] = Fuser(model, _variant(
+                    "torch:eager", True, context_scale, threads, device))
+                modes["exact_torch:eager"] = time_fuser(fusers["exact_torch:eager"], ir, vis,
+                                                        exact_runs or runs)
+            eager = entry["authors_eager_ms"] = modes["exact_torch:eager"]["median_ms"]
+            for mode in ("fast", "exact"):
+                stats = modes[f"{mode}_torch"]
+                ratio = entry[f"{mode}_gpu_vs_exact_eager"] = eager / stats["median_ms"]
+                log(f"{key} {mode} torch on {device} (CUDA graph): {stats['median_ms']:.3f} ms, "
+                    f"{stats['fps']:.0f} fps, {ratio:.1f}x the exact pass run eagerly "
+                    f"({eager:.2f} ms, the authors' maths and launches)")
+        if batch > 1:
+            name = next((b for b in backends if b.startswith("torch")), backends[0])
+            fuser = fusers[f"fast_{name}"]
+            r = entry["batched"] = time_batches(fuser, ir, vis, batch, max(3, runs // 5))
+            log(f"{key} fast {name} batches of {batch}: {r['median_ms']:.2f} ms a batch, "
+                f"{r['fps']:.0f} frames/s")
         result[key] = entry
     return result

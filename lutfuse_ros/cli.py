@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .core.fusion import FusionConfig
+from .core.config import FusionConfig
 from .core.onnx_context import CONTEXT_ENGINES
 from .core.preprocess import AGCConfig
 from .core.thermal import AGC_MODES
@@ -49,25 +49,52 @@ def _make_fuser(args):
 def cmd_fuse(args) -> int:
     from tqdm import tqdm
 
+    from .core import FusionInputError, check_pair
     from .core.imageio import match_pairs, read_ir, read_visible, write_image
 
     fuser = _make_fuser(args)
+    batch = args.batch or (8 if fuser.config.backend == "torch" else 1)
     listing = match_pairs(args.ir, args.vis)
     problems = [f"no visible image for {p}" for p in listing.ir_only]
     problems += [f"no IR image for {p}" for p in listing.vis_only]
     done = 0
+    chunk: list[tuple] = []  # (name, ir, vis) read and checked, not yet fused
+
+    def flush() -> None:
+        """Fuse the pairs read so far as batches; a pair the batch refuses (a frame too
+        small for the context scale) is fused alone, so only it is skipped."""
+        nonlocal done
+        try:
+            fused = fuser.fuse_batch([c[1] for c in chunk], [c[2] for c in chunk],
+                                     batch_size=batch)
+        except FusionInputError:
+            fused = []
+            for name, ir, vis in chunk:
+                try:
+                    fused.append(fuser.fuse(ir, vis))
+                except FusionInputError as exc:
+                    problems.append(f"{name}: {exc}")
+                    fused.append(None)
+        for (name, _, _), image in zip(chunk, fused):
+            if image is not None:
+                write_image(Path(args.out) / f"{name}.png", image)
+                done += 1
+        chunk.clear()
+
     for name, ir_path, vis_path in tqdm(listing.pairs, desc="fuse", unit="pair"):
         try:
-            ir, vis = read_ir(ir_path), read_visible(vis_path)
-            fused = fuser.fuse(ir, vis)
-            write_image(Path(args.out) / f"{name}.png", fused)
-            done += 1
+            ir, vis = check_pair(read_ir(ir_path), read_visible(vis_path))
         except (ValueError, OSError) as exc:
             problems.append(f"{name}: {exc}")
+            continue
+        chunk.append((name, ir, vis))
+        if len(chunk) == batch:
+            flush()
+    flush()
     for line in problems:
         print(f"skipped: {line}", file=sys.stderr)
-    print(f"fused {done} pair(s) into {args.out} with model {fuser.model_id}; "
-          f"{len(problems)} skipped")
+    print(f"fused {done} pair(s) into {args.out} with model {fuser.model_id} "
+          f"({fuser.engine}, batches of {batch}); {len(problems)} skipped")
     return EXIT_SKIPPED if problems or done == 0 else EXIT_OK
 
 
@@ -117,7 +144,8 @@ def cmd_bench(args) -> int:
     sizes = [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]
     res = run_benchmark(sizes=sizes, runs=args.runs, context_scale=args.context_scale,
                         threads=args.threads, device=args.device,
-                        backends=tuple(args.backends), ratio_rounds=args.ratio_rounds)
+                        backends=tuple(args.backends), ratio_rounds=args.ratio_rounds,
+                        batch=args.batch)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
         print(f"wrote {args.json}")
@@ -252,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vis", type=Path, required=True, help="folder of RGB or grey images")
     p.add_argument("--out", type=Path, required=True, help="output folder (PNG)")
     _fusion_args(p)
+    p.add_argument("--batch", type=int, default=0,
+                   help="pairs of one size fused together (default: 8 with --device cuda, "
+                        "else 1)")
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("eval", help="fusion metrics of a folder of fused images")
@@ -285,7 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=FusionConfig.device, help="device of the torch backend")
     p.add_argument("--backends", nargs="+", default=["numpy", "torch"],
                    help="numpy (context engine auto), numpy:onnxruntime, numpy:opencv, "
-                        "numpy:torch, torch; outputs are compared with the first")
+                        "numpy:torch, torch (CUDA graphs on a GPU), torch:eager; outputs are "
+                        "compared with the first")
+    p.add_argument("--batch", type=int, default=0,
+                   help="also time fuse_batch on this many frames (frames/s)")
     p.add_argument("--ratio-rounds", type=int, default=10,
                    help="rounds alternating the fast pass and the authors' (numpy and torch "
                         "backends): the speed-up a noisy machine cannot skew; 0 skips them")

@@ -430,6 +430,23 @@ def test_node_runs_without_torch(harness, tmp_path):
         proc.wait(timeout=10)
 
 
+def test_a_gpu_asked_for_on_a_machine_without_one_stops_the_node_at_start(tmp_path):
+    """fusion.device cuda where torch sees no GPU: one line that says so, exit 2, no
+    traceback and no per-frame errors."""
+    torch = pytest.importorskip("torch", reason="the torch backend needs torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the node would start")
+    log = tmp_path / "node.log"
+    with open(log, "w") as out:
+        proc = subprocess.run(node_command("-p", "fusion.backend:=torch", "-p",
+                                           "fusion.device:=cuda", "-r", "__ns:=/nogpu"),
+                              stdout=out, stderr=subprocess.STDOUT, timeout=60)
+    text = log.read_text()
+    assert proc.returncode == 2, text
+    assert "cannot start: device 'cuda' requested but torch sees no CUDA device" in text
+    assert "Traceback" not in text
+
+
 def test_calibrate_service_estimates_writes_and_swaps_the_registration(harness, tmp_path):
     """``~/calibrate`` (std_srvs/Trigger) on a stream from an uncalibrated rig: the node
     collects pairs, estimates the homography, writes the calibration file and swaps the

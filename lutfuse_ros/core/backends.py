@@ -1,20 +1,19 @@
-"""The two ways to run the forward pass, one small class each, behind :class:`~.fusion.Fuser`.
+"""What a backend is (:class:`Backend`), and the CPU one, behind :class:`~.fusion.Fuser`.
 
 - :class:`NumpyBackend`: compiled CPU kernels (:mod:`.kernels`) for colour, gradient, lookup
   and chroma; the context network at ``context_scale`` of the full resolution on a
   :class:`ContextRunner`: ONNX Runtime or OpenCV DNN on the model's ONNX graph (no torch,
   :mod:`.onnx_context`), or torch.
-- :class:`TorchBackend`: the whole pass on torch tensors (:mod:`.torch_ops`), CPU or CUDA.
+- :class:`~.torch_backend.TorchBackend` (its own module: it imports torch): the pass of
+  :mod:`.torch_ops` on a CPU or a GPU, captured as a CUDA graph there.
 
-Each owns its state (buffers, compiled tables, networks) and has one ``run(...)`` with the
-same arguments; the :class:`~.fusion.Fuser` validates the inputs and picks the backend.
+Each owns its state (buffers, compiled tables, networks) and has the same ``run(...)`` and
+``run_batch(...)``; the :class:`~.fusion.Fuser` validates the inputs and picks the backend.
 Torch is imported only by the classes that run it: robots may not have it.
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -23,30 +22,9 @@ from .errors import FusionInputError
 from .model import FusionModel
 from .onnx_context import OnnxContextNet, check_graph, resolve_engine
 from .preprocess import GradientNormaliser
+from .config import FusionConfig
 from .resample import bilinear_taps, context_size
-
-if TYPE_CHECKING:
-    from .fusion import FusionConfig
-
-
-class StageTimer:
-    """Adds stage durations (ms) to ``sink`` when one is given; ``sync`` (e.g. CUDA's) runs
-    at the end of each stage so asynchronous work is counted where it happens."""
-
-    def __init__(self, sink: dict[str, float] | None,
-                 sync: Callable[[], None] | None = None) -> None:
-        self.sink, self.sync = sink, sync
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        if self.sink is None:
-            yield
-            return
-        t0 = time.perf_counter()
-        yield
-        if self.sync is not None:
-            self.sync()
-        self.sink[name] = self.sink.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+from .timing import StageTimer
 
 
 def _import_torch():
@@ -110,12 +88,34 @@ class TorchContextRunner(ContextRunner):
 
 
 # -- backends --------------------------------------------------------------------------------
+class Backend(Protocol):
+    """One way to run the forward pass on validated uint8 inputs (see :class:`~.fusion.Fuser`).
+
+    ``synchronize`` waits for asynchronous work (a GPU's), ``None`` when there is none.
+    """
+
+    context_engine: str
+    synchronize: Callable[[], None] | None
+
+    def reset(self) -> None:
+        """Drop per-size state (buffers, captured graphs)."""
+
+    def run(self, ir: np.ndarray, vis: np.ndarray, r_ch: int, b_ch: int, out: np.ndarray,
+            timer: StageTimer, gradient: GradientNormaliser | None) -> None:
+        """Fuse one pair: ``ir`` (H, W), ``vis`` (H, W[, C]) uint8 into ``out``."""
+
+    def run_batch(self, irs: np.ndarray, viss: np.ndarray, r_ch: int, b_ch: int,
+                  outs: np.ndarray, timer: StageTimer) -> None:
+        """Fuse same-size pairs stacked along a first axis B, each with its own gradient
+        range, into ``outs`` (B, H, W[, 3])."""
+
+
 class NumpyBackend:
     """Compiled CPU kernels plus a :class:`ContextRunner` (fp32, CPU only)."""
 
     synchronize = None  # nothing runs asynchronously
 
-    def __init__(self, model: FusionModel, config: "FusionConfig", threads: int) -> None:
+    def __init__(self, model: FusionModel, config: FusionConfig, threads: int) -> None:
         self.stride, self.threads = config.stride, threads
         engine = resolve_engine(config.context_engine, model)
         self.context: ContextRunner = (TorchContextRunner(model, threads) if engine == "torch"
@@ -180,69 +180,8 @@ class NumpyBackend:
                                 buf["ry0"], buf["ry1"], buf["rwy"], buf["cx0"], buf["cx1"],
                                 buf["cwx"], self._lut_flat, out)
 
-
-class TorchBackend:
-    """The forward pass of :mod:`.torch_ops` on a torch device (CPU or CUDA; fp16 context
-    network optional)."""
-
-    context_engine = "torch"
-
-    def __init__(self, model: FusionModel, config: "FusionConfig", threads: int) -> None:
-        self._torch = torch = _import_torch()
-        self.stride, self.threads, self.fp16 = config.stride, threads, config.precision == "fp16"
-        self.device = torch.device(config.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but torch sees no CUDA device")
-        self.context_net = model.build_context_net(str(self.device))
-        if self.fp16:
-            self.context_net = self.context_net.half()
-        self.lut = torch.from_numpy(model.lut).to(self.device)
-        self.synchronize = torch.cuda.synchronize if self.device.type == "cuda" else None
-
-    def reset(self) -> None:
-        """Nothing is kept per size."""
-
-    def run(self, ir: np.ndarray, vis: np.ndarray, r_ch: int, b_ch: int, out: np.ndarray,
-            timer: StageTimer, gradient: GradientNormaliser | None) -> None:
-        """Fuse a validated pair into ``out`` (see :meth:`~.fusion.Fuser.fuse`)."""
-        from . import torch_ops
-
-        torch, dev = self._torch, self.device
-        torch.set_num_threads(self.threads)
-        with torch.inference_mode():
-            with timer.stage("colour"):
-                v = torch.from_numpy(vis).to(dev)
-                if vis.ndim == 3:
-                    rgb = v[:, :, [r_ch, 1, b_ch]].permute(2, 0, 1)[None].float() / 255.0
-                else:
-                    rgb = v[None, None].float().expand(1, 3, -1, -1) / 255.0
-                irt = torch.from_numpy(ir).to(dev)[None, None].float() / 255.0
-                ycbcr = torch_ops.rgb_to_ycbcr(rgb)
-                y = ycbcr[:, :1]
-            with timer.stage("gradient"):
-                g = torch_ops.sobel_magnitude(y)
-                if gradient is None:
-                    g = torch_ops.minmax_normalise(g)
-                else:
-                    lo, hi = gradient.update(g[0, 0].amin(dim=1).cpu().numpy(),
-                                             g[0, 0].amax(dim=1).cpu().numpy())
-                    g = ((g - lo) / (hi - lo + torch_ops.GRAD_EPS)).clamp(0.0, 1.0)
-            with timer.stage("context"):
-                k = self.stride
-                _context_size(ir.shape[0], ir.shape[1], k)
-                x = torch_ops.context_input(rgb * 255.0, irt * 255.0, k)
-                if self.fp16:
-                    s = self.context_net(x.half()).float()
-                else:
-                    s = self.context_net(x)
-                s = torch_ops.upsample_context(s, y.shape[-2:], k)
-            with timer.stage("lookup"):
-                fy = torch_ops.quadrilinear_lookup(self.lut, y, g, s, irt)
-            with timer.stage("to_rgb"):
-                if vis.ndim == 3:
-                    res = torch_ops.ycbcr_to_rgb(torch.cat((fy, ycbcr[:, 1:]), dim=1))[0]
-                    res = res[[r_ch, 1, b_ch]].permute(1, 2, 0)
-                else:
-                    res = fy[0, 0]
-                res = (res.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-                out[...] = res.cpu().numpy()
+    def run_batch(self, irs: np.ndarray, viss: np.ndarray, r_ch: int, b_ch: int,
+                  outs: np.ndarray, timer: StageTimer) -> None:
+        """One pair after the other: the kernels already use every core."""
+        for ir, vis, out in zip(irs, viss, outs):
+            self.run(ir, vis, r_ch, b_ch, out, timer, None)

@@ -1,90 +1,28 @@
-"""The fusion engine: :class:`Fuser` turns a uint8 IR + visible pair into a fused image.
+"""The fusion engine: :class:`Fuser` turns uint8 IR + visible pairs into fused images.
 
-:class:`FusionConfig` says how: the backend (``numpy``: compiled CPU kernels with the context
-network on ONNX Runtime, OpenCV or torch; ``torch``: the whole pass on torch, CPU or CUDA;
-both in :mod:`.backends`), exact or fast mode, threads, precision. ``exact=True`` reproduces
-the authors' forward pass (context network at full resolution).
+:class:`~.config.FusionConfig` says how: the backend (``numpy``: compiled CPU kernels with
+the context network on ONNX Runtime, OpenCV or torch, :mod:`.backends`; ``torch``: the whole
+pass on torch, CPU or CUDA graphs, :mod:`.torch_backend`), exact or fast mode, threads,
+precision. ``exact=True`` reproduces the authors' forward pass (context network at full
+resolution).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Sequence
 
 import numpy as np
 
 from . import kernels
-from .backends import NumpyBackend, StageTimer, TorchBackend
+from .backends import Backend, NumpyBackend
+from .config import VIS_ORDERS, FusionConfig
 from .errors import FusionInputError
 from .model import FusionModel, load_model
-from .onnx_context import CONTEXT_ENGINES
 from .preprocess import GradientNormaliser
-from .resample import context_stride
+from .timing import StageTimer
 
-VIS_ORDERS = ("rgb", "bgr")
-BACKENDS = ("numpy", "torch")
-PRECISIONS = ("fp32", "fp16")
-
-
-@dataclass(frozen=True)
-class FusionConfig:
-    """How to run the forward pass.
-
-    Attributes:
-        exact: run the authors' forward pass (context network at full resolution).
-        context_scale: resolution of the context network in fast mode, 1/k. The default 1/16
-            scored as well as exact mode on MSRS/RoadScene test sets at a fraction of the
-            cost (README, section "context_scale"); frames need at least 64x64 pixels.
-        backend: ``"numpy"`` (compiled CPU kernels) or ``"torch"``.
-        device: torch device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
-        threads: CPU threads for kernels and torch; 0 uses every core.
-        context_engine: what runs the context network of the numpy backend: ``"auto"``
-            (ONNX Runtime, else OpenCV, when the model carries ONNX; else torch),
-            ``"onnxruntime"``, ``"opencv"`` or ``"torch"``. The torch backend uses torch.
-        precision: ``"fp32"`` or ``"fp16"`` (torch backend: the context network in half
-            precision, for GPUs; the lookup stays fp32; ``benchmarks/fp16_quality.py``).
-
-    Example:
-        >>> FusionConfig(context_scale=0.25).stride
-        4
-        >>> FusionConfig(backend="gpu")
-        Traceback (most recent call last):
-        ...
-        ValueError: backend must be one of ('numpy', 'torch'), got 'gpu'
-    """
-
-    exact: bool = False
-    context_scale: float = 0.0625
-    backend: str = "numpy"
-    device: str = "cpu"
-    threads: int = 0
-    context_engine: str = "auto"
-    precision: str = "fp32"
-
-    def __post_init__(self) -> None:
-        context_stride(self.context_scale)  # raises unless 1/k
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.backend == "numpy" and self.device != "cpu":
-            raise ValueError("the numpy backend runs on the CPU; use backend='torch' for "
-                             f"device {self.device!r}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
-        if self.context_engine not in CONTEXT_ENGINES:
-            raise ValueError(f"context_engine must be one of {CONTEXT_ENGINES}, got "
-                             f"{self.context_engine!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.precision == "fp16" and self.backend != "torch":
-            raise ValueError("fp16 is for the torch backend (GPUs); the numpy backend is fp32")
-        if self.backend == "torch" and self.context_engine not in ("auto", "torch"):
-            raise ValueError("the torch backend runs its context network in torch; "
-                             f"context_engine {self.context_engine!r} needs backend='numpy'")
-
-    @property
-    def stride(self) -> int:
-        """Pixels per context cell along each axis (1 in exact mode)."""
-        return 1 if self.exact else context_stride(self.context_scale)
-
+__all__ = ["FusionConfig", "Fuser", "check_pair"]
 
 def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate a pair and return it as C-contiguous arrays (IR squeezed to 2-D).
@@ -147,8 +85,16 @@ class Fuser:
         self.model = model if model is not None else load_model()
         self.config = config
         threads = config.threads or os.cpu_count() or 1
-        backend = TorchBackend if config.backend == "torch" else NumpyBackend
-        self.backend: NumpyBackend | TorchBackend = backend(self.model, config, threads)
+        self.backend: Backend
+        if config.backend == "torch":
+            try:
+                from .torch_backend import TorchBackend
+            except ImportError:
+                raise ValueError("the torch backend needs torch, which is not installed (pip "
+                                 "install torch; the numpy backend runs without it)") from None
+            self.backend = TorchBackend(self.model, config, threads)
+        else:
+            self.backend = NumpyBackend(self.model, config, threads)
 
     @property
     def context_engine(self) -> str:
@@ -161,8 +107,9 @@ class Fuser:
         c = self.config
         mode = "exact" if c.exact else f"fast, context_scale 1/{c.stride}"
         precision = ", fp16 context" if c.precision == "fp16" else ""
-        return (f"{c.backend} backend on {c.device}, context net on {self.context_engine}"
-                f"{precision}, {mode}")
+        graph = ", CUDA graphs" if c.uses_cuda_graph else ""
+        return (f"{c.backend} backend on {c.device}{graph}, context net on "
+                f"{self.context_engine}{precision}, {mode}")
 
     @property
     def model_id(self) -> str:
@@ -205,8 +152,7 @@ class Fuser:
         Raises:
             FusionInputError: the pair cannot be fused (the message says why).
         """
-        if vis_order not in VIS_ORDERS:
-            raise FusionInputError(f"vis_order must be one of {VIS_ORDERS}, got {vis_order!r}")
+        r_ch, b_ch = _channels(vis_order)
         ir, vis = check_pair(ir, vis)
         h, w = ir.shape
         out_shape = (h, w, 3) if vis.ndim == 3 else (h, w)
@@ -215,7 +161,68 @@ class Fuser:
         elif out.shape != out_shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise FusionInputError(f"out must be C-contiguous uint8 {out_shape}, got "
                                    f"{out.dtype} {out.shape}")
-        r_ch, b_ch = (0, 2) if vis_order == "rgb" else (2, 0)
         timer = StageTimer(timings, self.backend.synchronize)
         self.backend.run(ir, vis, r_ch, b_ch, out, timer, gradient)
         return out
+
+    def fuse_batch(self, irs: Sequence[np.ndarray], viss: Sequence[np.ndarray],
+                   vis_order: str = "rgb", batch_size: int = 8,
+                   timings: dict[str, float] | None = None) -> list[np.ndarray]:
+        """Fuse many pairs (offline: folders, bags, evaluation), each with its own gradient
+        range as :meth:`fuse` without ``gradient``.
+
+        Runs of consecutive pairs of one size and layout go to the backend ``batch_size`` at
+        a time: the torch backend fuses each run as one batch (on a GPU, one graph replay);
+        the numpy backend fuses them one after the other.
+
+        Args:
+            irs, viss: equally long sequences of pairs, as :meth:`fuse` takes them.
+            batch_size: pairs per batch, >= 1.
+
+        Returns:
+            The fused images, in the order given.
+
+        Raises:
+            FusionInputError: naming the first pair that cannot be fused, and why.
+
+        Example:
+            >>> from lutfuse_ros.core.synthetic import synthetic_pair
+            >>> pairs = [synthetic_pair(seed=s, size=(64, 96)) for s in range(3)]
+            >>> fused = Fuser().fuse_batch([p[0] for p in pairs], [p[1] for p in pairs])
+            >>> [f.shape for f in fused]
+            [(64, 96, 3), (64, 96, 3), (64, 96, 3)]
+        """
+        r_ch, b_ch = _channels(vis_order)
+        if len(irs) != len(viss):
+            raise FusionInputError(f"{len(irs)} IR images but {len(viss)} visible ones")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        pairs = []
+        for i, (ir, vis) in enumerate(zip(irs, viss)):
+            try:
+                pairs.append(check_pair(ir, vis))
+            except FusionInputError as exc:
+                raise FusionInputError(f"pair {i}: {exc}") from None
+        timer = StageTimer(timings, self.backend.synchronize)
+        fused: list[np.ndarray] = []
+        start = 0
+        while start < len(pairs):
+            shape = (pairs[start][0].shape, pairs[start][1].shape)
+            stop = start + 1
+            while (stop < len(pairs) and stop - start < batch_size
+                   and (pairs[stop][0].shape, pairs[stop][1].shape) == shape):
+                stop += 1
+            irs_b = np.stack([p[0] for p in pairs[start:stop]])
+            viss_b = np.stack([p[1] for p in pairs[start:stop]])
+            outs = np.empty(irs_b.shape + ((3,) if viss_b.ndim == 4 else ()), np.uint8)
+            self.backend.run_batch(irs_b, viss_b, r_ch, b_ch, outs, timer)
+            fused.extend(outs)
+            start = stop
+        return fused
+
+
+def _channels(vis_order: str) -> tuple[int, int]:
+    """Indices of red and blue in a colour image of ``vis_order``."""
+    if vis_order not in VIS_ORDERS:
+        raise FusionInputError(f"vis_order must be one of {VIS_ORDERS}, got {vis_order!r}")
+    return (0, 2) if vis_order == "rgb" else (2, 0)

@@ -1,8 +1,13 @@
-"""The MM-LUT forward pass on torch tensors (CPU or CUDA), differentiable for training.
+"""The MM-LUT forward pass on torch tensors (CPU or CUDA): the one torch implementation.
 
 Every function works on batches; values follow the authors' conventions (see
-``lutfuse_ros.core.model.INPUT_SCALING``). This is both the *torch backend* of the runtime
-and the forward pass the training code distils through, so both see the same maths.
+``lutfuse_ros.core.model.INPUT_SCALING``). Training distils through :func:`fuse_luma`
+(differentiable in the table, the network and the inputs); the torch backend of the runtime
+runs :func:`fuse_u8` (uint8 in and out), eagerly or captured as a CUDA graph
+(:mod:`.torch_backend`). Both go through :func:`fused_luma`, so they see the same maths.
+
+Nothing here creates a tensor from host data on each call (the Sobel kernel and the table
+strides are cached per device), so the whole pass can be captured as a CUDA graph.
 """
 from __future__ import annotations
 
@@ -10,9 +15,21 @@ import torch
 import torch.nn.functional as F
 
 from .model import LUT_SCALE
-from .resample import bilinear_taps, context_size, context_stride
+from .resample import context_size, context_stride
 
 GRAD_EPS = 1e-8
+_KR, _KG, _KB = 0.299, 0.587, 0.114  # BT.601 luma
+_constants: dict[tuple, torch.Tensor] = {}
+
+
+def _constant(name: str, values: list, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small constant tensor, made once per device and dtype (a host-to-device copy each
+    call would cost a sync on CUDA and cannot be captured in a CUDA graph)."""
+    key = (name, str(device), dtype)
+    t = _constants.get(key)
+    if t is None:
+        t = _constants[key] = torch.tensor(values, dtype=dtype, device=device)
+    return t
 
 
 def _check_bchw(t: torch.Tensor, channels: int, name: str) -> None:
@@ -21,14 +38,20 @@ def _check_bchw(t: torch.Tensor, channels: int, name: str) -> None:
         shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(f"{name} must be a (B, {channels}, H, W) tensor, got {shape}")
 
+
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma. Shape: :math:`(B, 3, H, W)` in [0, 1] -> :math:`(B, 1, H, W)`."""
+    _check_bchw(rgb, 3, "rgb")
+    return (rgb[:, 0] * _KR + rgb[:, 1] * _KG + rgb[:, 2] * _KB)[:, None]
+
+
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """BT.601 full-range RGB -> YCbCr.
 
     Shape: :math:`(B, 3, H, W)` in [0, 1] -> :math:`(B, 3, H, W)`, Cb and Cr centred on 0.5.
     """
-    _check_bchw(rgb, 3, "rgb")
+    y = luma(rgb)[:, 0]
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    y = r * 0.299 + g * 0.587 + b * 0.114
     cb = 0.5 - r * 0.168736 - g * 0.331264 + b * 0.5
     cr = 0.5 + r * 0.5 - g * 0.418688 - b * 0.081312
     return torch.stack((y, cb, cr), dim=1)
@@ -55,28 +78,40 @@ def sobel_magnitude(y: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
         tensor([0., 4., 4., 4.])
     """
     _check_bchw(y, 1, "y")
-    kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
-                      dtype=y.dtype, device=y.device)
-    k = torch.stack((kx, kx.t())).unsqueeze(1)  # (2, 1, 3, 3): d/dx and d/dy
+    kx = [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]
+    ky = [list(row) for row in zip(*kx)]
+    k = _constant("sobel", [[kx], [ky]], y.device, y.dtype)  # (2, 1, 3, 3): d/dx and d/dy
     g = F.conv2d(y, k, padding=1)
     if eps:
         return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2 + eps)
     return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2)
 
 
-def minmax_normalise(g: torch.Tensor) -> torch.Tensor:
-    """Per-image min-max normalisation to [0, 1] (the authors' gradient normaliser).
+def normalise_gradient(g: torch.Tensor, gradient_range: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+    """Sobel magnitude -> [0, 1].
 
-    Shape: :math:`(B, 1, H, W)` -> :math:`(B, 1, H, W)`.
+    ``gradient_range`` :math:`(B, 2)` ``(g_min, g_max)`` per image (a stream's
+    :class:`~lutfuse_ros.core.preprocess.GradientNormaliser`, or a training crop's whole
+    frame), values outside clamped; ``None``: each image's own min and max (the authors').
+
+    Shape: :math:`(B, 1, H, W)` -> :math:`(B, 1, H, W)` in [0, 1].
     """
-    lo = g.amin(dim=(-2, -1), keepdim=True)
-    hi = g.amax(dim=(-2, -1), keepdim=True)
-    return (g - lo) / (hi - lo + GRAD_EPS)
+    if gradient_range is None:
+        lo, hi = g.flatten(1).aminmax(dim=1)
+        lo, hi = lo[:, None, None, None], hi[:, None, None, None]
+        return (g - lo) / (hi - lo + GRAD_EPS)
+    lo, hi = gradient_range[:, 0, None, None, None], gradient_range[:, 1, None, None, None]
+    return ((g - lo) / (hi - lo + GRAD_EPS)).clamp(0.0, 1.0)
 
 
 def quadrilinear_lookup(lut: torch.Tensor, luma: torch.Tensor, gradient: torch.Tensor,
                         context: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
     """Quadrilinear interpolation in the 4-D table, differentiable in ``lut`` and the inputs.
+
+    The 16 corners' flat indices are built by doubling along each axis and gathered at once;
+    the authors' nesting of the lerps is kept (IR innermost, then context, gradient, luma).
+    About 20 tensor ops whatever the table size (the per-corner loop it replaces took ~300).
 
     Args:
         lut: :math:`(N, N, N, N)` table, axes ``[luma, gradient, context, ir]``.
@@ -92,23 +127,20 @@ def quadrilinear_lookup(lut: torch.Tensor, luma: torch.Tensor, gradient: torch.T
         raise ValueError("luma, gradient, context and ir must have one shape, got "
                          f"{[tuple(t.shape) for t in (luma, gradient, context, ir)]}")
     n = lut.shape[0]
-    coords = [t * LUT_SCALE for t in (luma, gradient, context, ir)]
-    lo = [torch.floor(c).clamp(0, n - 1) for c in coords]
-    frac = [c - f for c, f in zip(coords, lo)]
-    lo_i = [f.long() for f in lo]
-    hi_i = [(f + 1).clamp(max=n - 1) for f in lo_i]
-    strides = (n ** 3, n ** 2, n, 1)
-    flat = lut.reshape(-1)
-    out = torch.zeros_like(coords[0])
-    for corner in range(16):
-        index = torch.zeros_like(lo_i[0])
-        weight = torch.ones_like(coords[0])
-        for axis in range(4):
-            upper = (corner >> (3 - axis)) & 1
-            index = index + (hi_i[axis] if upper else lo_i[axis]) * strides[axis]
-            weight = weight * (frac[axis] if upper else 1.0 - frac[axis])
-        out = out + weight * flat[index]
-    return out
+    coords = torch.stack((luma, gradient, context, ir)) * LUT_SCALE   # (4, *S)
+    lower = torch.floor(coords).clamp(0, n - 1)
+    frac = coords - lower
+    lower = lower.long()
+    strides = _constant(f"strides{n}", [n ** 3, n ** 2, n, 1], lut.device, torch.long)
+    strides = strides.view(4, *([1] * luma.ndim))
+    step = (lower < n - 1) * strides         # to the upper neighbour; 0 at the last node
+    index = (lower * strides).sum(0)
+    for axis in range(4):                   # (2, 2, 2, 2, *S): (ir, context, gradient, luma)
+        index = torch.stack((index, index + step[axis]))
+    v = lut.reshape(-1)[index]
+    for axis in (3, 2, 1, 0):               # IR first, luma last
+        v = torch.lerp(v[0], v[1], frac[axis])
+    return v
 
 
 def context_input(rgb255: torch.Tensor, ir255: torch.Tensor, stride: int) -> torch.Tensor:
@@ -122,23 +154,49 @@ def context_input(rgb255: torch.Tensor, ir255: torch.Tensor, stride: int) -> tor
 
 
 def upsample_context(s: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
-    """Bilinear up-sampling of a context map to the frame size (see ``resample``).
+    """Bilinear up-sampling of a context map to the frame size, half-pixel centres.
+
+    Pixel ``p`` reads cell coordinate ``(p + 0.5) / k - 0.5``, clamped to the first and last
+    cell (:func:`~lutfuse_ros.core.resample.bilinear_taps`, which the numpy backend uses):
+    ``interpolate`` by ``k``, then the rows and columns past ``h k`` / ``w k`` repeat the last.
 
     Shape: :math:`(B, 1, h, w)` -> :math:`(B, 1, H, W)`.
     """
     if stride == 1 and tuple(s.shape[-2:]) == tuple(size):
         return s
-    taps = [[torch.from_numpy(t).to(s.device) for t in bilinear_taps(n_out, n_in, stride)]
-            for n_out, n_in in zip(size, s.shape[-2:])]
-    (r0, r1, rw), (c0, c1, cw) = taps
-    rows = s[..., r0, :] * (1 - rw[:, None]) + s[..., r1, :] * rw[:, None]
-    return rows[..., c0] * (1 - cw) + rows[..., c1] * cw
+    up = F.interpolate(s, scale_factor=float(stride), mode="bilinear", align_corners=False)
+    pad_h, pad_w = size[0] - up.shape[-2], size[1] - up.shape[-1]
+    return F.pad(up, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else up
+
+
+def fused_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor,
+               ir: torch.Tensor, y: torch.Tensor, stride: int,
+               gradient_range: torch.Tensor | None = None, half: bool = False) -> torch.Tensor:
+    """The fused luma: gradient, context network at 1/``stride``, lookup.
+
+    Args:
+        rgb: :math:`(B, 3, H, W)` visible image in [0, 1], RGB order; ``y`` its luma
+            :math:`(B, 1, H, W)`.
+        ir: :math:`(B, 1, H, W)` infrared image in [0, 1].
+        stride: the context network runs on ``stride x stride`` box averages (1: exact).
+        gradient_range: see :func:`normalise_gradient`.
+        half: run the context network in fp16 (its weights must be half too).
+
+    Returns:
+        :math:`(B, 1, H, W)` fused luma, not clamped.
+    """
+    g = normalise_gradient(sobel_magnitude(y), gradient_range)
+    context_size(y.shape[-2], y.shape[-1], stride)  # raises for frames too small
+    x = context_input(rgb * 255.0, ir * 255.0, stride)
+    s = context_net(x.half()).float() if half else context_net(x)
+    s = upsample_context(s, y.shape[-2:], stride)
+    return quadrilinear_lookup(lut, y, g, s, ir)
 
 
 def fuse_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor, ir: torch.Tensor,
               context_scale: float = 1.0, gradient_range: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MM-LUT forward pass up to the fused luma.
+    """The MM-LUT forward pass up to the fused luma (what training distils through).
 
     Args:
         lut: :math:`(16, 16, 16, 16)` table.
@@ -159,18 +217,9 @@ def fuse_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor
     if ir.shape[-2:] != rgb.shape[-2:]:
         raise ValueError(f"ir {tuple(ir.shape)} and rgb {tuple(rgb.shape)} differ in size")
     ycbcr = rgb_to_ycbcr(rgb)
-    y = ycbcr[:, :1]
-    g = sobel_magnitude(y)
-    if gradient_range is None:
-        g = minmax_normalise(g)
-    else:
-        lo, hi = gradient_range[:, 0, None, None, None], gradient_range[:, 1, None, None, None]
-        g = ((g - lo) / (hi - lo + GRAD_EPS)).clamp(0.0, 1.0)
-    stride = context_stride(context_scale)
-    context_size(y.shape[-2], y.shape[-1], stride)  # raises for frames too small
-    s = context_net(context_input(rgb * 255.0, ir * 255.0, stride))
-    s = upsample_context(s, y.shape[-2:], stride)
-    return quadrilinear_lookup(lut, y, g, s, ir), ycbcr
+    fy = fused_luma(lut, context_net, rgb, ir, ycbcr[:, :1], context_stride(context_scale),
+                    gradient_range)
+    return fy, ycbcr
 
 
 def fuse_rgb(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor, ir: torch.Tensor,
@@ -182,3 +231,64 @@ def fuse_rgb(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tensor,
     """
     fused_y, ycbcr = fuse_luma(lut, context_net, rgb, ir, context_scale, gradient_range)
     return ycbcr_to_rgb(torch.cat((fused_y, ycbcr[:, 1:]), dim=1)).clamp(0.0, 1.0)
+
+
+# -- the runtime's pass: uint8 frames in and out ---------------------------------------------
+def rgb_from_u8(vis: torch.Tensor, r_ch: int = 0, b_ch: int = 2) -> torch.Tensor:
+    """uint8 frames -> RGB in [0, 1].
+
+    Shape: :math:`(B, H, W, C)` (C >= 3; ``r_ch``/``b_ch`` say where red and blue are) or
+    :math:`(B, H, W)` grey uint8 -> :math:`(B, 3, H, W)` float32.
+    """
+    if vis.ndim == 4:
+        rgb = torch.stack((vis[..., r_ch], vis[..., 1], vis[..., b_ch]), dim=1)
+    else:
+        rgb = vis[:, None].expand(-1, 3, -1, -1)
+    return rgb.float() * (1.0 / 255.0)
+
+
+def gradient_rows(vis: torch.Tensor, r_ch: int = 0, b_ch: int = 2
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's min and max of the visible luma's Sobel magnitude, what a stream's
+    :class:`~lutfuse_ros.core.preprocess.GradientNormaliser` is updated with.
+
+    Shape: uint8 frames as :func:`rgb_from_u8` -> two :math:`(B, H)` float32.
+    """
+    g = sobel_magnitude(luma(rgb_from_u8(vis, r_ch, b_ch)))[:, 0]
+    lo, hi = g.aminmax(dim=-1)
+    return lo, hi
+
+
+def fuse_u8(lut: torch.Tensor, context_net: torch.nn.Module, vis: torch.Tensor,
+            ir: torch.Tensor, stride: int, r_ch: int = 0, b_ch: int = 2,
+            gradient_range: torch.Tensor | None = None, half: bool = False) -> torch.Tensor:
+    """The runtime's forward pass: uint8 frames in, uint8 fused frames out.
+
+    The fused luma replaces the visible luma; in BT.601 that is the luma change added to each
+    of R, G and B, so the output keeps the input's channel order (and the numpy backend's
+    arithmetic: the two agree to 1 grey level).
+
+    Args:
+        vis: :math:`(B, H, W, C)` uint8 colour (C >= 3, alpha ignored) or :math:`(B, H, W)`
+            uint8 grey.
+        ir: :math:`(B, H, W)` uint8 infrared.
+        stride, gradient_range, half: see :func:`fused_luma`.
+
+    Returns:
+        :math:`(B, H, W, 3)` uint8 in the channel order of ``vis``, or :math:`(B, H, W)`.
+
+    Example:
+        >>> from lutfuse_ros.core.context_net import ContextNet
+        >>> vis = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+        >>> ir = torch.randint(0, 256, (2, 64, 64), dtype=torch.uint8)
+        >>> fuse_u8(torch.rand(16, 16, 16, 16), ContextNet().eval(), vis, ir, 16).shape
+        torch.Size([2, 64, 64, 3])
+    """
+    rgb = rgb_from_u8(vis, r_ch, b_ch)
+    y = luma(rgb)
+    fy = fused_luma(lut, context_net, rgb, ir[:, None].float() * (1.0 / 255.0), y, stride,
+                    gradient_range, half)
+    if vis.ndim == 3:
+        return (fy[:, 0].clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    delta = torch.floor((fy[:, 0] - y[:, 0]) * 255.0 + 0.5).to(torch.int16)
+    return (vis[..., :3].to(torch.int16) + delta[..., None]).clamp(0, 255).to(torch.uint8)

@@ -298,8 +298,9 @@ class FusionNode(Node):
         self.pub_status.publish(msg)
 
     def destroy_node(self) -> None:
-        self.slot.close()
-        self._worker.join(timeout=2.0)
+        if hasattr(self, "_worker"):  # absent when __init__ failed (rclpy still destroys it)
+            self.slot.close()
+            self._worker.join(timeout=2.0)
         super().destroy_node()
 
 
@@ -320,7 +321,11 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = None
     try:
-        node = FusionNode()
+        try:
+            node = FusionNode()
+        except ValueError as exc:  # a setting, a model file, a device this machine lacks
+            print(f"[lutfuse_fusion] cannot start: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..core.fusion import BACKENDS, PRECISIONS, FusionConfig
+from ..core.config import BACKENDS, PRECISIONS, FusionConfig
 from ..core.onnx_context import CONTEXT_ENGINES
 from ..core.preprocess import (GRADIENT_MODES, REGISTRATION_MODES, AGCConfig, GradientConfig,
                                PreprocessConfig, RegistrationConfig)
@@ -182,7 +182,10 @@ PARAMS: tuple[Param, ...] = (
           "image (1, 1/2, 1/4, ...).", rebuilds=FUSER, range=(0.015625, 1.0)),
     Param("fusion.backend", "numpy (compiled CPU kernels) or torch.", read_only=True,
           choices=BACKENDS),
-    Param("fusion.device", "torch device of the torch backend (cpu, cuda, cuda:1).",
+    Param("fusion.device", "torch device of the torch backend (cpu, cuda, cuda:1); a device "
+          "this machine lacks stops the node at start with the reason.", read_only=True),
+    Param("fusion.cuda_graph", "torch backend on a GPU: capture the pass as a CUDA graph "
+          "per frame size (from the second frame) and replay it; false runs it eagerly.",
           read_only=True),
     Param("fusion.context_engine", "What runs the context network of the numpy "
           "backend: auto (onnxruntime, else opencv, when the model file carries its ONNX graph;"

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from ..core import FusionConfig, Fuser, load_model
-from ..core.backends import StageTimer
+from ..core.timing import StageTimer
 from ..core.preprocess import AGCConfig, PreprocessConfig, Preprocessor
 from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageMessage, image_to_numpy
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from lutfuse_ros.core.fusion import FusionConfig
+from lutfuse_ros.core.config import FusionConfig
 from lutfuse_ros.stream.bagio import DEFAULT_RGB_TOPIC, DEFAULT_THERMAL_TOPIC
 
 TEACHER_CHANNELS = (16, 32, 64, 128)  # MM-Net encoder widths at the four scales

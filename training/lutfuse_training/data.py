@@ -39,12 +39,11 @@ class Pair:
 
 def frame_gradient_range(rgb: np.ndarray) -> tuple[float, float]:
     """The runtime's gradient range of a whole frame (a fresh normaliser = per-image)."""
-    from lutfuse_ros.core.torch_ops import rgb_to_ycbcr, sobel_magnitude
+    from lutfuse_ros.core.torch_ops import gradient_rows
 
     with torch.no_grad():
-        t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
-        g = sobel_magnitude(rgb_to_ycbcr(t)[:, :1])[0, 0]
-    return GradientNormaliser("stable").update(g.amin(dim=1).numpy(), g.amax(dim=1).numpy())
+        lo, hi = gradient_rows(torch.from_numpy(np.ascontiguousarray(rgb))[None])
+    return GradientNormaliser("stable").update(lo[0].numpy(), hi[0].numpy())
 
 
 def make_pair(name: str, rgb: np.ndarray, ir: np.ndarray, min_side: int = 0) -> Pair:

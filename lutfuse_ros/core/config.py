@@ -1,0 +1,91 @@
+"""How to run the forward pass: :class:`FusionConfig` and its vocabularies.
+
+A leaf module (no imports of the engine), so the dispatcher (:mod:`.fusion`), the backends
+(:mod:`.backends`, :mod:`.torch_backend`), the node's parameters and the CLIs all read one
+definition.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .onnx_context import CONTEXT_ENGINES
+from .resample import context_stride
+
+VIS_ORDERS = ("rgb", "bgr")
+BACKENDS = ("numpy", "torch")
+PRECISIONS = ("fp32", "fp16")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How to run the forward pass.
+
+    Attributes:
+        exact: run the authors' forward pass (context network at full resolution).
+        context_scale: resolution of the context network in fast mode, 1/k. The default 1/16
+            scored as well as exact mode on MSRS/RoadScene test sets at a fraction of the
+            cost (README, section "context_scale"); frames need at least 64x64 pixels.
+        backend: ``"numpy"`` (compiled CPU kernels) or ``"torch"``.
+        device: torch device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        threads: CPU threads for kernels and torch; 0 uses every core.
+        context_engine: what runs the context network of the numpy backend: ``"auto"``
+            (ONNX Runtime, else OpenCV, when the model carries ONNX; else torch),
+            ``"onnxruntime"``, ``"opencv"`` or ``"torch"``. The torch backend uses torch.
+        precision: ``"fp32"`` or ``"fp16"`` (torch backend: the context network in half
+            precision, for GPUs; the lookup stays fp32; ``benchmarks/fp16_quality.py``).
+        cuda_graph: on a CUDA device, capture the whole pass (upload from pinned host
+            buffers, forward pass, download) once per frame size and batch as a CUDA graph
+            and replay it: one launch a frame instead of ~70 (README, "GPU"). ``False``
+            runs the same ops eagerly.
+
+    Example:
+        >>> FusionConfig(context_scale=0.25).stride
+        4
+        >>> FusionConfig(backend="gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: backend must be one of ('numpy', 'torch'), got 'gpu'
+    """
+
+    exact: bool = False
+    context_scale: float = 0.0625
+    backend: str = "numpy"
+    device: str = "cpu"
+    threads: int = 0
+    context_engine: str = "auto"
+    precision: str = "fp32"
+    cuda_graph: bool = True
+
+    def __post_init__(self) -> None:
+        context_stride(self.context_scale)  # raises unless 1/k
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if not _DEVICE.match(self.device):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.backend == "numpy" and self.device != "cpu":
+            raise ValueError("the numpy backend runs on the CPU; use backend='torch' for "
+                             f"device {self.device!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.context_engine not in CONTEXT_ENGINES:
+            raise ValueError(f"context_engine must be one of {CONTEXT_ENGINES}, got "
+                             f"{self.context_engine!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "fp16" and self.backend != "torch":
+            raise ValueError("fp16 is for the torch backend (GPUs); the numpy backend is fp32")
+        if self.backend == "torch" and self.context_engine not in ("auto", "torch"):
+            raise ValueError("the torch backend runs its context network in torch; "
+                             f"context_engine {self.context_engine!r} needs backend='numpy'")
+
+    @property
+    def stride(self) -> int:
+        """Pixels per context cell along each axis (1 in exact mode)."""
+        return 1 if self.exact else context_stride(self.context_scale)
+
+    @property
+    def uses_cuda_graph(self) -> bool:
+        """Whether the pass is captured and replayed (torch backend on a CUDA device)."""
+        return self.backend == "torch" and self.device.startswith("cuda") and self.cuda_graph

@@ -1,0 +1,225 @@
+"""The torch backend: :func:`~.torch_ops.fuse_u8` on a torch device, captured as a CUDA graph
+on GPUs.
+
+On the CPU, and on a GPU with ``cuda_graph=False``, the pass runs eagerly: ~70 small kernels
+a frame, each launched from Python. On a GPU the default captures the pass once per frame
+size and batch (:class:`CapturedPass`) and replays it, a single launch; frames travel through
+page-locked (pinned) host buffers allocated once per size, which the GPU reads and writes
+directly (on a Jetson, whose CPU and GPU share DRAM, pinned memory also avoids the staging
+copy). A size is captured at its second frame, so a folder of odd sizes runs eagerly instead
+of capturing a graph per image. Only torch is needed (no Triton, no ``torch.compile``), so it
+runs with NVIDIA's JetPack torch wheels.
+
+Torch is imported here only: :mod:`.fusion` imports this module for ``backend="torch"``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import torch_ops
+from .config import FusionConfig
+from .model import FusionModel
+from .errors import FusionInputError
+from .preprocess import GradientNormaliser
+from .resample import context_size
+from .timing import StageTimer
+
+MAX_GRAPHS = 8  # sizes kept captured at once (a stream has one; a camera switch adds one)
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device ``name``, or a ValueError that says why it cannot be used.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = torch.version.cuda or "no CUDA (a CPU build)"
+            raise ValueError(f"device {name!r} requested but torch sees no CUDA device (torch "
+                             f"{torch.__version__}, built with {built}); use device 'cpu' or "
+                             "the numpy backend")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but torch sees "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+        device = torch.device("cuda", index)
+    return device
+
+
+class CapturedPass:
+    """``fn(*inputs)`` captured once as a CUDA graph over fixed device tensors.
+
+    The caller writes new values into ``inputs`` (same shapes, in place), calls
+    :meth:`replay`, and reads ``outputs``: the graph re-runs every kernel of ``fn`` with
+    one launch. ``fn`` must not copy host data to the device or synchronise (the ops of
+    :mod:`.torch_ops` do neither).
+    """
+
+    def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]],
+                 inputs: Sequence[torch.Tensor]) -> None:
+        self.inputs = list(inputs)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(2):  # cuDNN's algorithm choice and lazy inits, outside the capture
+                fn(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(self.graph):
+            self.outputs: tuple[torch.Tensor, ...] = tuple(fn(*self.inputs))
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+def _pinned_like(a: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """A page-locked host tensor of ``a``'s shape and dtype, and a numpy view of it."""
+    dtype = a.dtype if isinstance(a, torch.Tensor) else torch.from_numpy(np.empty(0, a.dtype)).dtype
+    t = torch.empty(tuple(a.shape), dtype=dtype, pin_memory=True)
+    return t, t.numpy()
+
+
+class _GraphSet:
+    """The captured passes of one (batch, size, layout, gradient mode) and their buffers.
+
+    Host arrays are copied into pinned buffers, uploaded asynchronously, the graph replayed,
+    the result downloaded into a pinned buffer, then copied out after one synchronisation.
+    With a stream's gradient range, a first small graph gives each row's gradient min/max,
+    the host updates the range, and the main graph reads it from a (1, 2) device tensor.
+    """
+
+    def __init__(self, backend: "TorchBackend", irs: np.ndarray, viss: np.ndarray, r_ch: int,
+                 b_ch: int, streaming: bool) -> None:
+        dev, k = backend.device, backend.stride
+        self.host_vis, self.host_vis_np = _pinned_like(viss)
+        self.host_ir, self.host_ir_np = _pinned_like(irs)
+        self.vis = torch.empty(viss.shape, dtype=torch.uint8, device=dev)
+        self.ir = torch.empty(irs.shape, dtype=torch.uint8, device=dev)
+        self.rows = self.grange = None
+        if streaming:
+            self.rows = CapturedPass(lambda v: torch_ops.gradient_rows(v, r_ch, b_ch),
+                                     [self.vis])
+            self.host_rows = [_pinned_like(t) for t in self.rows.outputs]
+            self.host_grange, self.host_grange_np = _pinned_like(np.zeros((1, 2), np.float32))
+            self.grange = torch.zeros((1, 2), dtype=torch.float32, device=dev)
+
+        def main(vis, ir, *grange):
+            return (torch_ops.fuse_u8(backend.lut, backend.context_net, vis, ir, k, r_ch, b_ch,
+                                      grange[0] if grange else None, backend.fp16),)
+
+        inputs = [self.vis, self.ir] + ([self.grange] if streaming else [])
+        self.main = CapturedPass(main, inputs)
+        self.host_out, self.host_out_np = _pinned_like(self.main.outputs[0])
+
+    def run(self, irs: np.ndarray, viss: np.ndarray, outs: np.ndarray, timer: StageTimer,
+            gradient: GradientNormaliser | None) -> None:
+        stream = torch.cuda.current_stream()
+        with timer.stage("upload"):
+            np.copyto(self.host_vis_np, viss)
+            np.copyto(self.host_ir_np, irs)
+            self.vis.copy_(self.host_vis, non_blocking=True)
+            self.ir.copy_(self.host_ir, non_blocking=True)
+        with timer.stage("gpu"):
+            if gradient is not None:
+                self.rows.replay()
+                for host, dev in zip(self.host_rows, self.rows.outputs):
+                    host[0].copy_(dev, non_blocking=True)
+                stream.synchronize()
+                self.host_grange_np[0] = gradient.update(self.host_rows[0][1][0],
+                                                         self.host_rows[1][1][0])
+                self.grange.copy_(self.host_grange, non_blocking=True)
+            self.main.replay()
+            self.host_out.copy_(self.main.outputs[0], non_blocking=True)
+            stream.synchronize()
+        with timer.stage("download"):
+            np.copyto(outs, self.host_out_np)
+
+
+class TorchBackend:
+    """The forward pass of :mod:`.torch_ops` on a torch device (CPU or CUDA; fp16 context
+    network optional; CUDA graphs on GPUs unless ``config.cuda_graph`` is off).
+
+    Raises:
+        ValueError: the device does not exist here (no CUDA, or no such GPU), at
+            construction: a node fails at start, not at every frame.
+    """
+
+    context_engine = "torch"
+
+    def __init__(self, model: FusionModel, config: FusionConfig, threads: int) -> None:
+        self.stride, self.threads, self.fp16 = config.stride, threads, config.precision == "fp16"
+        self.device = check_device(config.device)
+        self.context_net = model.build_context_net(str(self.device))
+        if self.fp16:
+            self.context_net = self.context_net.half()
+        self.lut = torch.from_numpy(model.lut).to(self.device)
+        cuda = self.device.type == "cuda"
+        self.synchronize = (lambda: torch.cuda.synchronize(self.device)) if cuda else None
+        self.use_graphs = cuda and config.cuda_graph
+        self._graphs: OrderedDict[tuple, _GraphSet] = OrderedDict()
+        self._seen: set[tuple] = set()
+
+    def reset(self) -> None:
+        """Drop the captured graphs and their buffers (after a warm-up on a dummy size)."""
+        self._graphs.clear()
+        self._seen.clear()
+
+    def run(self, ir: np.ndarray, vis: np.ndarray, r_ch: int, b_ch: int, out: np.ndarray,
+            timer: StageTimer, gradient: GradientNormaliser | None) -> None:
+        """Fuse a validated pair into ``out`` (see :meth:`~.fusion.Fuser.fuse`)."""
+        self.run_batch(ir[None], vis[None], r_ch, b_ch, out[None], timer, gradient)
+
+    def run_batch(self, irs: np.ndarray, viss: np.ndarray, r_ch: int, b_ch: int,
+                  outs: np.ndarray, timer: StageTimer,
+                  gradient: GradientNormaliser | None = None) -> None:
+        """Fuse a batch of validated, same-size pairs: ``irs`` (B, H, W), ``viss`` (B, H, W[,
+        C]) uint8 into ``outs`` (B, H, W[, 3]) uint8. ``gradient`` (a stream's range) needs
+        B = 1."""
+        if gradient is not None and irs.shape[0] != 1:
+            raise ValueError("a stream's gradient range fuses one frame at a time")
+        h, w = irs.shape[1:]
+        try:
+            context_size(h, w, self.stride)
+        except ValueError as exc:
+            raise FusionInputError(str(exc)) from None
+        torch.set_num_threads(self.threads)
+        if self.use_graphs:
+            key = (viss.shape, r_ch, b_ch, gradient is not None)
+            graphs = self._graphs.get(key)
+            if graphs is None and key in self._seen:
+                with torch.cuda.device(self.device):
+                    graphs = self._graphs[key] = _GraphSet(self, irs, viss, r_ch, b_ch,
+                                                           gradient is not None)
+                if len(self._graphs) > MAX_GRAPHS:
+                    self._graphs.popitem(last=False)
+            self._seen.add(key)
+            if graphs is not None:
+                self._graphs.move_to_end(key)
+                with torch.cuda.device(self.device):
+                    graphs.run(irs, viss, outs, timer, gradient)
+                return
+        self._run_eager(irs, viss, r_ch, b_ch, outs, timer, gradient)
+
+    def _run_eager(self, irs, viss, r_ch, b_ch, outs, timer, gradient) -> None:
+        dev = self.device
+        with torch.inference_mode():
+            with timer.stage("upload"):
+                vis, ir = torch.from_numpy(viss).to(dev), torch.from_numpy(irs).to(dev)
+            with timer.stage("fuse"):
+                grange = None
+                if gradient is not None:
+                    lo, hi = torch_ops.gradient_rows(vis, r_ch, b_ch)
+                    grange = torch.tensor([gradient.update(lo[0].cpu().numpy(),
+                                                           hi[0].cpu().numpy())],
+                                          dtype=torch.float32, device=dev)
+                fused = torch_ops.fuse_u8(self.lut, self.context_net, vis, ir, self.stride,
+                                          r_ch, b_ch, grange, self.fp16)
+            with timer.stage("download"):
+                torch.from_numpy(outs).copy_(fused)
