@@ -145,7 +145,7 @@ def cmd_bench(args) -> int:
     res = run_benchmark(sizes=sizes, runs=args.runs, context_scale=args.context_scale,
                         threads=args.threads, device=args.device,
                         backends=tuple(args.backends), ratio_rounds=args.ratio_rounds,
-                        batch=args.batch)
+                        batch=args.batch, exact_runs=args.exact_runs)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
         print(f"wrote {args.json}")
@@ -318,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="numpy (context engine auto), numpy:onnxruntime, numpy:opencv, "
                         "numpy:torch, torch (CUDA graphs on a GPU), torch:eager; outputs are "
                         "compared with the first")
+    p.add_argument("--exact-runs", type=int, default=None,
+                   help="timed frames of exact mode (default: --runs)")
     p.add_argument("--batch", type=int, default=0,
                    help="also time fuse_batch on this many frames (frames/s)")
     p.add_argument("--ratio-rounds", type=int, default=10,

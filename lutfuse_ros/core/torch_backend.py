@@ -98,8 +98,8 @@ class _GraphSet:
     def __init__(self, backend: "TorchBackend", irs: np.ndarray, viss: np.ndarray, r_ch: int,
                  b_ch: int, streaming: bool) -> None:
         dev, k = backend.device, backend.stride
-        self.host_vis, self.host_vis_np = _pinned_like(viss)
-        self.host_ir, self.host_ir_np = _pinned_like(irs)
+        self.host_vis, _ = _pinned_like(viss)
+        self.host_ir, _ = _pinned_like(irs)
         self.vis = torch.empty(viss.shape, dtype=torch.uint8, device=dev)
         self.ir = torch.empty(irs.shape, dtype=torch.uint8, device=dev)
         self.rows = self.grange = None
@@ -116,14 +116,14 @@ class _GraphSet:
 
         inputs = [self.vis, self.ir] + ([self.grange] if streaming else [])
         self.main = CapturedPass(main, inputs)
-        self.host_out, self.host_out_np = _pinned_like(self.main.outputs[0])
+        self.host_out, _ = _pinned_like(self.main.outputs[0])
 
     def run(self, irs: np.ndarray, viss: np.ndarray, outs: np.ndarray, timer: StageTimer,
             gradient: GradientNormaliser | None) -> None:
         stream = torch.cuda.current_stream()
         with timer.stage("upload"):
-            np.copyto(self.host_vis_np, viss)
-            np.copyto(self.host_ir_np, irs)
+            self.host_vis.copy_(torch.from_numpy(viss))  # torch's host copies use every core
+            self.host_ir.copy_(torch.from_numpy(irs))
             self.vis.copy_(self.host_vis, non_blocking=True)
             self.ir.copy_(self.host_ir, non_blocking=True)
         with timer.stage("gpu"):
@@ -139,7 +139,7 @@ class _GraphSet:
             self.host_out.copy_(self.main.outputs[0], non_blocking=True)
             stream.synchronize()
         with timer.stage("download"):
-            np.copyto(outs, self.host_out_np)
+            torch.from_numpy(outs).copy_(self.host_out)
 
 
 class TorchBackend:
