@@ -41,15 +41,23 @@ def main() -> None:
         subset = pairs if not exact else pairs[::max(1, len(pairs) // args.exact_pairs)]
         ref = Fuser(model, FusionConfig(exact=exact))
         want = [ref.fuse(ir, vis) for ir, vis in subset]
-        for graph in ((True, False) if args.device.startswith("cuda") else (False,)):
-            fuser = Fuser(model, FusionConfig(exact=exact, backend="torch", device=args.device,
-                                              cuda_graph=graph))
+        on_gpu = args.device.startswith("cuda")
+        for graph, kernels in ([(True, "cupy"), (False, "cupy"), (True, "torch"),
+                                (False, "torch")] if on_gpu else [(False, "torch")]):
+            try:
+                fuser = Fuser(model, FusionConfig(exact=exact, backend="torch",
+                                                  device=args.device, cuda_graph=graph,
+                                                  gpu_kernels=kernels))
+            except ValueError as exc:
+                print(f"| {'exact' if exact else 'fast'} | {kernels}: {exc} | | | | |")
+                continue
             diffs = []
             for (ir, vis), w in zip(subset, want):
                 for _ in range(2):
                     diffs.append(np.abs(fuser.fuse(ir, vis).astype(np.int16) - w))
             flat = np.concatenate([d.ravel() for d in diffs])
-            variant = f"torch {args.device}" + (", CUDA graph" if graph else ", eager")
+            variant = f"torch {args.device}, {fuser.backend.pixel_kernels}" + (
+                ", CUDA graph" if graph else ", eager")
             print(f"| {'exact' if exact else 'fast'} | {variant} | {len(subset)} | "
                   f"{int(flat.max())} | {100 * np.mean(flat > 0):.4f} % | "
                   f"{100 * np.mean(flat > 1):.4f} % |")

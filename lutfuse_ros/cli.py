@@ -316,8 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=FusionConfig.device, help="device of the torch backend")
     p.add_argument("--backends", nargs="+", default=["numpy", "torch"],
                    help="numpy (context engine auto), numpy:onnxruntime, numpy:opencv, "
-                        "numpy:torch, torch (CUDA graphs on a GPU), torch:eager; outputs are "
-                        "compared with the first")
+                        "numpy:torch, torch (on a GPU: CUDA graphs and the fused kernels), "
+                        "torch:eager, torch:ops (torch ops, not the fused kernels), "
+                        "torch:ops-eager; outputs are compared with the first")
     p.add_argument("--exact-runs", type=int, default=None,
                    help="timed frames of exact mode (default: --runs)")
     p.add_argument("--batch", type=int, default=0,

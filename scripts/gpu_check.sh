@@ -37,9 +37,14 @@ if [ "$DEVICE" != cpu ]; then
   $PY benchmarks/gpu_transfer.py 2>&1 | tee "$OUT/transfer.txt" || status=1
 fi
 
+if [ "$DEVICE" != cpu ]; then
+  step "where the GPU time goes (eager pass, per kernel)"
+  $PY benchmarks/gpu_profile.py 2>&1 | tee "$OUT/profile.txt" || status=1
+fi
+
 step "benchmark"
 $PY -m lutfuse_ros.cli bench --device "$DEVICE" --sizes ${SIZES:-640x480 1280x1024} \
-  --backends numpy torch torch:eager --runs "${RUNS:-200}" --exact-runs "${EXACT_RUNS:-20}" \
+  --backends numpy torch torch:ops torch:eager --runs "${RUNS:-200}" --exact-runs "${EXACT_RUNS:-20}" \
   --ratio-rounds 0 --batch 16 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" || status=1
 
 if [ -d .gpu/old/lutfuse_ros ]; then

@@ -22,6 +22,17 @@ from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason="needs a CUDA GPU (torch sees none here); "
                                  "scripts/gpu_check.sh runs these on one")
+# The GPU tests run with each per-pixel implementation: the fused CuPy kernels and torch ops.
+KERNELS = ["cupy", "torch"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernels_name(request):
+    if request.param == "cupy":
+        from lutfuse_ros.core.cuda_kernels import cupy_available
+        if not cupy_available():
+            pytest.skip("needs CuPy and a GPU")
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -94,21 +105,27 @@ def test_a_streams_gradient_range_gives_both_backends_one_result(model):
 def test_a_device_this_machine_lacks_is_refused_when_the_fuser_is_built(model):
     with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
         FusionConfig(backend="torch", device="gpu")
+    with pytest.raises(ValueError, match="gpu_kernels must be one of"):
+        FusionConfig(backend="torch", gpu_kernels="triton")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="torch sees no CUDA device"):
             Fuser(model, FusionConfig(backend="torch", device="cuda"))
 
 
 # -- on a GPU ------------------------------------------------------------------------------
-def gpu(model, **kw):
-    return Fuser(model, FusionConfig(backend="torch", device="cuda", **kw))
+def gpu(model, kernels_name, **kw):
+    fuser = Fuser(model, FusionConfig(backend="torch", device="cuda", gpu_kernels=kernels_name,
+                                      **kw))
+    assert ("CuPy" in fuser.engine) == (kernels_name == "cupy"), fuser.engine
+    return fuser
 
 
 @cuda
 @pytest.mark.parametrize("exact", [False, True])
-def test_cuda_graph_equals_the_numpy_backend_and_the_eager_pass(model, exact):
+def test_cuda_graph_equals_the_numpy_backend_and_the_eager_pass(model, kernels_name, exact):
     numpy_fuser = Fuser(model, FusionConfig(exact=exact))
-    graph, eager = gpu(model, exact=exact), gpu(model, exact=exact, cuda_graph=False)
+    graph = gpu(model, kernels_name, exact=exact)
+    eager = gpu(model, kernels_name, exact=exact, cuda_graph=False)
     for ir, vis in frames(3, size=(240, 320)):
         want = numpy_fuser.fuse(ir, vis)
         assert max_abs_diff(graph.fuse(ir, vis), want) <= 1
@@ -117,8 +134,8 @@ def test_cuda_graph_equals_the_numpy_backend_and_the_eager_pass(model, exact):
 
 
 @cuda
-def test_cuda_graph_keeps_channel_orders_grey_and_alpha(model):
-    fuser, ref = gpu(model), Fuser(model)
+def test_cuda_graph_keeps_channel_orders_grey_and_alpha(model, kernels_name):
+    fuser, ref = gpu(model, kernels_name), Fuser(model)
     ir, vis = synthetic_pair(seed=5, size=(128, 160))
     bgr = np.ascontiguousarray(vis[:, :, ::-1])
     grey = np.ascontiguousarray(vis[:, :, 1])
@@ -131,8 +148,8 @@ def test_cuda_graph_keeps_channel_orders_grey_and_alpha(model):
 
 
 @cuda
-def test_cuda_graph_follows_a_streams_gradient_range(model):
-    fuser, ref = gpu(model), Fuser(model)
+def test_cuda_graph_follows_a_streams_gradient_range(model, kernels_name):
+    fuser, ref = gpu(model, kernels_name), Fuser(model)
     norm_gpu, norm_cpu = GradientNormaliser("stable"), GradientNormaliser("stable")
     for ir, vis in frames(5, size=(160, 224)):
         out = fuser.fuse(ir, vis, gradient=norm_gpu)
@@ -141,8 +158,8 @@ def test_cuda_graph_follows_a_streams_gradient_range(model):
 
 
 @cuda
-def test_cuda_graph_batches_and_size_changes(model):
-    fuser, ref = gpu(model), Fuser(model)
+def test_cuda_graph_batches_and_size_changes(model, kernels_name):
+    fuser, ref = gpu(model, kernels_name), Fuser(model)
     pairs = frames(6, size=(96, 128)) + frames(2, size=(128, 96))
     for _ in range(2):
         fused = fuser.fuse_batch([p[0] for p in pairs], [p[1] for p in pairs], batch_size=3)
@@ -153,9 +170,9 @@ def test_cuda_graph_batches_and_size_changes(model):
 
 
 @cuda
-def test_cuda_graph_with_an_fp16_context_network(model):
+def test_cuda_graph_with_an_fp16_context_network(model, kernels_name):
     ir, vis = synthetic_pair(seed=2, size=(128, 160))
     fp32 = Fuser(model).fuse(ir, vis)
-    fuser = gpu(model, precision="fp16")
+    fuser = gpu(model, kernels_name, precision="fp16")
     for _ in range(3):
         assert max_abs_diff(fuser.fuse(ir, vis), fp32) <= 2

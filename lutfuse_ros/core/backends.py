@@ -94,7 +94,8 @@ class Backend(Protocol):
     ``synchronize`` waits for asynchronous work (a GPU's), ``None`` when there is none.
     """
 
-    context_engine: str
+    context_engine: str        # what runs the context network
+    pixel_kernels: str         # what does the per-pixel work
     synchronize: Callable[[], None] | None
 
     def reset(self) -> None:
@@ -114,6 +115,7 @@ class NumpyBackend:
     """Compiled CPU kernels plus a :class:`ContextRunner` (fp32, CPU only)."""
 
     synchronize = None  # nothing runs asynchronously
+    pixel_kernels = "numba"
 
     def __init__(self, model: FusionModel, config: FusionConfig, threads: int) -> None:
         self.stride, self.threads = config.stride, threads

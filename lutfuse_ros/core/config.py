@@ -15,6 +15,7 @@ from .resample import context_stride
 VIS_ORDERS = ("rgb", "bgr")
 BACKENDS = ("numpy", "torch")
 PRECISIONS = ("fp32", "fp16")
+GPU_KERNELS = ("auto", "cupy", "torch")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
@@ -39,6 +40,9 @@ class FusionConfig:
             buffers, forward pass, download) once per frame size and batch as a CUDA graph
             and replay it: one launch a frame instead of ~70 (README, "GPU"). ``False``
             runs the same ops eagerly.
+        gpu_kernels: what does the per-pixel work on a CUDA device: ``"cupy"``, three fused
+            CUDA kernels (:mod:`.cuda_kernels`, needs CuPy); ``"torch"``, the torch ops of
+            :mod:`.torch_ops`; ``"auto"``, CuPy's when CuPy sees the GPU, else torch's.
 
     Example:
         >>> FusionConfig(context_scale=0.25).stride
@@ -57,6 +61,7 @@ class FusionConfig:
     context_engine: str = "auto"
     precision: str = "fp32"
     cuda_graph: bool = True
+    gpu_kernels: str = "auto"
 
     def __post_init__(self) -> None:
         context_stride(self.context_scale)  # raises unless 1/k
@@ -67,6 +72,9 @@ class FusionConfig:
         if self.backend == "numpy" and self.device != "cpu":
             raise ValueError("the numpy backend runs on the CPU; use backend='torch' for "
                              f"device {self.device!r}")
+        if self.gpu_kernels not in GPU_KERNELS:
+            raise ValueError(f"gpu_kernels must be one of {GPU_KERNELS}, got "
+                             f"{self.gpu_kernels!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.context_engine not in CONTEXT_ENGINES:

@@ -108,8 +108,8 @@ class Fuser:
         mode = "exact" if c.exact else f"fast, context_scale 1/{c.stride}"
         precision = ", fp16 context" if c.precision == "fp16" else ""
         graph = ", CUDA graphs" if c.uses_cuda_graph else ""
-        return (f"{c.backend} backend on {c.device}{graph}, context net on "
-                f"{self.context_engine}{precision}, {mode}")
+        return (f"{c.backend} backend on {c.device}{graph}, {self.backend.pixel_kernels}, "
+                f"context net on {self.context_engine}{precision}, {mode}")
 
     @property
     def model_id(self) -> str:

@@ -97,22 +97,21 @@ class _GraphSet:
 
     def __init__(self, backend: "TorchBackend", irs: np.ndarray, viss: np.ndarray, r_ch: int,
                  b_ch: int, streaming: bool) -> None:
-        dev, k = backend.device, backend.stride
+        dev = backend.device
         self.host_vis, _ = _pinned_like(viss)
         self.host_ir, _ = _pinned_like(irs)
         self.vis = torch.empty(viss.shape, dtype=torch.uint8, device=dev)
         self.ir = torch.empty(irs.shape, dtype=torch.uint8, device=dev)
         self.rows = self.grange = None
         if streaming:
-            self.rows = CapturedPass(lambda v: torch_ops.gradient_rows(v, r_ch, b_ch),
+            self.rows = CapturedPass(lambda v: backend.gradient_rows(v, r_ch, b_ch),
                                      [self.vis])
             self.host_rows = [_pinned_like(t) for t in self.rows.outputs]
             self.host_grange, self.host_grange_np = _pinned_like(np.zeros((1, 2), np.float32))
             self.grange = torch.zeros((1, 2), dtype=torch.float32, device=dev)
 
         def main(vis, ir, *grange):
-            return (torch_ops.fuse_u8(backend.lut, backend.context_net, vis, ir, k, r_ch, b_ch,
-                                      grange[0] if grange else None, backend.fp16),)
+            return (backend.fuse_tensors(vis, ir, r_ch, b_ch, grange[0] if grange else None),)
 
         inputs = [self.vis, self.ir] + ([self.grange] if streaming else [])
         self.main = CapturedPass(main, inputs)
@@ -161,6 +160,17 @@ class TorchBackend:
             self.context_net = self.context_net.half()
         self.lut = torch.from_numpy(model.lut).to(self.device)
         cuda = self.device.type == "cuda"
+        self.kernels = None  # the fused CUDA kernels, when used
+        if cuda and config.gpu_kernels != "torch":
+            from .cuda_kernels import FusedKernels, cupy_available
+
+            if cupy_available():
+                self.kernels = FusedKernels(model, self.device)
+            elif config.gpu_kernels == "cupy":
+                raise ValueError("gpu_kernels 'cupy' needs CuPy, which does not import or sees"
+                                 " no GPU here (pip install cupy-cuda12x, or cupy-cuda13x for "
+                                 "CUDA 13); 'auto' falls back to the torch ops")
+        self.pixel_kernels = "CuPy CUDA kernels" if self.kernels else "torch ops"
         self.synchronize = (lambda: torch.cuda.synchronize(self.device)) if cuda else None
         self.use_graphs = cuda and config.cuda_graph
         self._graphs: OrderedDict[tuple, _GraphSet] = OrderedDict()
@@ -207,6 +217,23 @@ class TorchBackend:
                 return
         self._run_eager(irs, viss, r_ch, b_ch, outs, timer, gradient)
 
+    def fuse_tensors(self, vis: torch.Tensor, ir: torch.Tensor, r_ch: int, b_ch: int,
+                     gradient_range: torch.Tensor | None) -> torch.Tensor:
+        """The pass on device tensors: :func:`~.torch_ops.fuse_u8`, or the same with the
+        fused CUDA kernels."""
+        if self.kernels is not None:
+            return self.kernels.fuse_u8(self.context_net, vis, ir, self.stride, r_ch, b_ch,
+                                        gradient_range, self.fp16)
+        return torch_ops.fuse_u8(self.lut, self.context_net, vis, ir, self.stride, r_ch, b_ch,
+                                 gradient_range, self.fp16)
+
+    def gradient_rows(self, vis: torch.Tensor, r_ch: int, b_ch: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's gradient min and max, (B, H) each (see :func:`~.torch_ops.gradient_rows`)."""
+        if self.kernels is not None:
+            return self.kernels.gradient_rows(vis, r_ch, b_ch)
+        return torch_ops.gradient_rows(vis, r_ch, b_ch)
+
     def _run_eager(self, irs, viss, r_ch, b_ch, outs, timer, gradient) -> None:
         dev = self.device
         with torch.inference_mode():
@@ -215,11 +242,10 @@ class TorchBackend:
             with timer.stage("fuse"):
                 grange = None
                 if gradient is not None:
-                    lo, hi = torch_ops.gradient_rows(vis, r_ch, b_ch)
+                    lo, hi = self.gradient_rows(vis, r_ch, b_ch)
                     grange = torch.tensor([gradient.update(lo[0].cpu().numpy(),
                                                            hi[0].cpu().numpy())],
                                           dtype=torch.float32, device=dev)
-                fused = torch_ops.fuse_u8(self.lut, self.context_net, vis, ir, self.stride,
-                                          r_ch, b_ch, grange, self.fp16)
+                fused = self.fuse_tensors(vis, ir, r_ch, b_ch, grange)
             with timer.stage("download"):
                 torch.from_numpy(outs).copy_(fused)

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..core.config import BACKENDS, PRECISIONS, FusionConfig
+from ..core.config import BACKENDS, GPU_KERNELS, PRECISIONS, FusionConfig
 from ..core.onnx_context import CONTEXT_ENGINES
 from ..core.preprocess import (GRADIENT_MODES, REGISTRATION_MODES, AGCConfig, GradientConfig,
                                PreprocessConfig, RegistrationConfig)
@@ -187,6 +187,9 @@ PARAMS: tuple[Param, ...] = (
     Param("fusion.cuda_graph", "torch backend on a GPU: capture the pass as a CUDA graph "
           "per frame size (from the second frame) and replay it; false runs it eagerly.",
           read_only=True),
+    Param("fusion.gpu_kernels", "torch backend on a GPU: cupy (three fused CUDA kernels, "
+          "needs CuPy), torch (torch ops) or auto (cupy when CuPy sees the GPU).",
+          read_only=True, choices=GPU_KERNELS),
     Param("fusion.context_engine", "What runs the context network of the numpy "
           "backend: auto (onnxruntime, else opencv, when the model file carries its ONNX graph;"
           " else torch), onnxruntime, opencv or torch. The ONNX engines need no torch.",

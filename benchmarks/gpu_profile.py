@@ -1,0 +1,49 @@
+"""Where a GPU's time goes in one fast-mode frame: the CUDA kernels of the eager pass, per
+kernel, for the fused CuPy kernels and for the torch ops (torch.profiler).
+
+    python benchmarks/gpu_profile.py [--size 640x480] [--frames 20]
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from lutfuse_ros.core import FusionConfig, Fuser, load_model
+from lutfuse_ros.core.synthetic import synthetic_pair
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--frames", type=int, default=20)
+    args = parser.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    ir, vis = synthetic_pair(seed=1, size=(h, w))
+    model = load_model()
+    for kernels in ("cupy", "torch"):
+        try:
+            fuser = Fuser(model, FusionConfig(backend="torch", device="cuda", cuda_graph=False,
+                                              gpu_kernels=kernels))
+        except ValueError as exc:
+            print(f"{kernels}: {exc}")
+            continue
+        for _ in range(3):
+            fuser.fuse(ir, vis)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(args.frames):
+                fuser.fuse(ir, vis)
+            torch.cuda.synchronize()
+        events = [e for e in prof.key_averages() if e.device_time_total > 0]
+        total = sum(e.device_time_total for e in events) / args.frames
+        print(f"== {fuser.engine}, {args.size}: {total:.1f} us of GPU time a frame, "
+              f"{sum(e.count for e in events) / args.frames:.0f} kernels and copies a frame")
+        for e in sorted(events, key=lambda e: -e.device_time_total)[:12]:
+            print(f"{e.device_time_total / args.frames:8.1f} us  x{e.count // args.frames:<3d} "
+                  f"{e.key[:90]}")
+
+
+if __name__ == "__main__":
+    main()
