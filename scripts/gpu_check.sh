@@ -47,7 +47,7 @@ $PY -m lutfuse_ros.cli bench --device "$DEVICE" --sizes ${SIZES:-640x480 1280x10
   --backends numpy torch torch:ops torch:eager --runs "${RUNS:-200}" --exact-runs "${EXACT_RUNS:-20}" \
   --ratio-rounds 0 --batch 16 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" || status=1
 
-if [ -d .gpu/old/lutfuse_ros ]; then
+if [ -d .gpu/old/lutfuse_ros ] && [ -z "${SKIP_OLD:-}" ]; then
   step "benchmark of the earlier checkout in .gpu/old (before)"
   (cd .gpu/old && PYTHONPATH="$PWD" $PY -m lutfuse_ros.cli bench --device "$DEVICE" \
     --sizes ${SIZES:-640x480 1280x1024} --backends torch --runs "${OLD_RUNS:-50}" \

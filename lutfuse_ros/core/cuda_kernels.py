@@ -24,13 +24,15 @@ compiles them with NVRTC at first use (cached on disk); it has wheels for x86-64
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from .kernels import lut_along_ir
 from .model import FusionModel, LUT_NODES, LUT_SCALE
 
-_SOURCE = r"""
+SOURCE = r"""
 #define INV255 (1.0f / 255.0f)
 #define LAST (NODES - 1)
 
@@ -83,6 +85,46 @@ extern "C" __global__ void box_average(const unsigned char* vis, const unsigned 
     x[o + plane] = (float)sg * inv;
     x[o + 2 * plane] = (float)sb * inv;
     x[o + 3 * plane] = (float)si * inv;
+}
+
+// The same with one block of 256 threads per cell (grid: cells), for large k: a thread per
+// cell would sum k * k pixels alone (256 at the default 1/16) while most of the GPU idles.
+extern "C" __global__ void box_average_blocks(const unsigned char* vis,
+                                              const unsigned char* ir, float* x, int n, int h,
+                                              int w, int c, int r_ch, int b_ch, int k, int ch,
+                                              int cw) {
+    __shared__ int sums[4][256];
+    long long t = blockIdx.x;
+    int bb = (int)(t % cw), a = (int)((t / cw) % ch), s = (int)(t / ((long long)cw * ch));
+    const unsigned char* v = vis + (long long)s * h * w * c;
+    const unsigned char* q = ir + (long long)s * h * w;
+    int sr = 0, sg = 0, sb = 0, si = 0;
+    for (int e = threadIdx.x; e < k * k; e += blockDim.x) {
+        int u = a * k + e / k, col = bb * k + e % k;
+        const unsigned char* p = v + ((long long)u * w + col) * c;
+        if (c == 1) { sr += p[0]; } else { sr += p[r_ch]; sg += p[1]; sb += p[b_ch]; }
+        si += q[(long long)u * w + col];
+    }
+    sums[0][threadIdx.x] = sr; sums[1][threadIdx.x] = sg;
+    sums[2][threadIdx.x] = sb; sums[3][threadIdx.x] = si;
+    __syncthreads();
+    for (int m = blockDim.x / 2; m > 0; m >>= 1) {
+        if (threadIdx.x < m) {
+            for (int z = 0; z < 4; ++z) sums[z][threadIdx.x] += sums[z][threadIdx.x + m];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        sr = sums[0][0]; sg = sums[1][0]; sb = sums[2][0]; si = sums[3][0];
+        if (c == 1) { sg = sr; sb = sr; }
+        float inv = 1.0f / (float)(k * k);
+        long long plane = (long long)ch * cw;
+        long long o = (long long)s * 4 * plane + (long long)a * cw + bb;
+        x[o] = (float)sr * inv;
+        x[o + plane] = (float)sg * inv;
+        x[o + 2 * plane] = (float)sb * inv;
+        x[o + 3 * plane] = (float)si * inv;
+    }
 }
 
 // One block per row (grid: h, n): the row's min and max Sobel magnitude.
@@ -181,7 +223,13 @@ extern "C" __global__ void fuse_pixels(const unsigned char* vis, const unsigned 
 }
 """
 
-_BLOCK = 256
+_BLOCK = 256           # threads a block (the kernels' shared arrays hold 256)
+_BLOCK_PER_CELL = 64   # box averages over this many pixels or more take a block per cell
+
+
+def compile_options() -> tuple[str, ...]:
+    """The table's constants, and the C++ dialect, for NVRTC (and the CPU build in tests)."""
+    return (f"-DNODES={LUT_NODES}", f"-DLUT_SCALE={LUT_SCALE:.9g}f", "--std=c++14")
 
 
 def cupy_available() -> bool:
@@ -207,18 +255,23 @@ class FusedKernels:
         self._cupy = cupy
         self.device = device
         with cupy.cuda.Device(device.index or 0):
-            module = cupy.RawModule(code=_SOURCE, options=(
-                f"-DNODES={LUT_NODES}", f"-DLUT_SCALE={LUT_SCALE:.9g}f",
-                "--std=c++14"))
+            module = cupy.RawModule(code=SOURCE, options=compile_options())
             self._box = module.get_function("box_average")
+            self._box_blocks = module.get_function("box_average_blocks")
             self._rows = module.get_function("gradient_rows")
             self._fuse = module.get_function("fuse_pixels")
         self.table = torch.from_numpy(lut_along_ir(model.lut).reshape(-1)).to(device)
+        self._streams: dict[int, object] = {}  # CuPy's view of each torch stream used
 
     def _launch(self, kernel, grid, block, args) -> None:
-        cupy = self._cupy
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.device).cuda_stream)
-        with cupy.cuda.Device(self.device.index or 0), stream:
+        """Launch on torch's current stream (a capturing one too)."""
+        handle = torch.cuda.current_stream(self.device).cuda_stream
+        stream = self._streams.get(handle)
+        if stream is None:
+            with warnings.catch_warnings():  # CuPy 14 prefers from_external; older lack it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                stream = self._streams[handle] = self._cupy.cuda.ExternalStream(handle)
+        with self._cupy.cuda.Device(self.device.index or 0), stream:
             kernel(grid, block, args)
 
     @staticmethod
@@ -233,8 +286,11 @@ class FusedKernels:
         ch, cw = h // k, w // k
         x = torch.empty((n, 4, ch, cw), dtype=torch.float32, device=vis.device)
         cells = n * ch * cw
-        self._launch(self._box, ((cells + _BLOCK - 1) // _BLOCK,), (_BLOCK,),
-                     (_ptr(vis), _ptr(ir), _ptr(x), *_ints(n, h, w, c, r_ch, b_ch, k, ch, cw)))
+        args = (_ptr(vis), _ptr(ir), _ptr(x), *_ints(n, h, w, c, r_ch, b_ch, k, ch, cw))
+        if k * k >= _BLOCK_PER_CELL:
+            self._launch(self._box_blocks, (cells,), (_BLOCK,), args)
+        else:
+            self._launch(self._box, ((cells + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
         return x
 
     def gradient_rows(self, vis: torch.Tensor, r_ch: int, b_ch: int

@@ -29,6 +29,14 @@ from .resample import context_size
 from .timing import StageTimer
 
 MAX_GRAPHS = 8  # sizes kept captured at once (a stream has one; a camera switch adds one)
+PIECE_BYTES = 1 << 20  # transfers move in pieces of at least this, at most MAX_PIECES a buffer,
+MAX_PIECES = 4         # so the host copy of one piece overlaps the DMA of the one before
+
+
+def _pieces(numel: int) -> list[slice]:
+    """Contiguous ranges that split a flat uint8 buffer into 1 to MAX_PIECES pieces."""
+    count = max(1, min(MAX_PIECES, numel // PIECE_BYTES))
+    return [slice(i * numel // count, (i + 1) * numel // count) for i in range(count)]
 
 
 def check_device(name: str) -> torch.device:
@@ -116,15 +124,21 @@ class _GraphSet:
         inputs = [self.vis, self.ir] + ([self.grange] if streaming else [])
         self.main = CapturedPass(main, inputs)
         self.host_out, _ = _pinned_like(self.main.outputs[0])
+        self.out_pieces = _pieces(self.host_out.numel())
+        self.out_done = [torch.cuda.Event() for _ in self.out_pieces]
 
     def run(self, irs: np.ndarray, viss: np.ndarray, outs: np.ndarray, timer: StageTimer,
             gradient: GradientNormaliser | None) -> None:
         stream = torch.cuda.current_stream()
         with timer.stage("upload"):
-            self.host_vis.copy_(torch.from_numpy(viss))  # torch's host copies use every core
-            self.host_ir.copy_(torch.from_numpy(irs))
-            self.vis.copy_(self.host_vis, non_blocking=True)
-            self.ir.copy_(self.host_ir, non_blocking=True)
+            # Piece by piece: host copy (torch's use every core) into the pinned buffer, then
+            # an asynchronous DMA of that piece while the next one is copied.
+            for src, host, dev in ((irs, self.host_ir, self.ir),
+                                   (viss, self.host_vis, self.vis)):
+                src, host, dev = torch.from_numpy(src).view(-1), host.view(-1), dev.view(-1)
+                for piece in _pieces(src.numel()):
+                    host[piece].copy_(src[piece])
+                    dev[piece].copy_(host[piece], non_blocking=True)
         with timer.stage("gpu"):
             if gradient is not None:
                 self.rows.replay()
@@ -135,10 +149,17 @@ class _GraphSet:
                                                          self.host_rows[1][1][0])
                 self.grange.copy_(self.host_grange, non_blocking=True)
             self.main.replay()
-            self.host_out.copy_(self.main.outputs[0], non_blocking=True)
-            stream.synchronize()
+            # Download piece by piece; each is copied out as soon as its DMA is done.
+            dev, host = self.main.outputs[0].view(-1), self.host_out.view(-1)
+            for piece, done in zip(self.out_pieces, self.out_done):
+                host[piece].copy_(dev[piece], non_blocking=True)
+                done.record(stream)
+            self.out_done[0].synchronize()
         with timer.stage("download"):
-            torch.from_numpy(outs).copy_(self.host_out)
+            dst = torch.from_numpy(outs).view(-1)
+            for piece, done in zip(self.out_pieces, self.out_done):
+                done.synchronize()
+                dst[piece].copy_(host[piece])
 
 
 class TorchBackend:
