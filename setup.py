@@ -42,6 +42,10 @@ setup(
     extras_require={
         "test": ["pytest>=7", "ruff>=0.5"],  # ruff: the linter CI runs (ruff.toml)
         "torch": ["torch>=2.0"],
+        # The fused CUDA kernels of the GPU path (core/cuda_kernels.py); pick your CUDA major
+        # version (JetPack 6 is CUDA 12). Without CuPy the GPU path runs torch ops.
+        "cuda12": ["torch>=2.0", "cupy-cuda12x>=13"],
+        "cuda13": ["torch>=2.0", "cupy-cuda13x>=14"],
         # onnx: torch.onnx.export needs it (lutfuse export-onnx, distillation output)
         "training": ["torch>=2.0", "onnx>=1.15", "pyyaml>=6", "tqdm>=4.60"],
         # ROS 2 Kilted from PyPI, for machines without a ROS install (x86-64 only). Robots

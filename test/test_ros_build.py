@@ -79,7 +79,8 @@ def test_package_xml_is_format_3_ament_cmake_with_a_key_for_every_runtime_import
     ros = {"rclpy", "rcl_interfaces", "sensor_msgs", "diagnostic_msgs", "std_msgs", "std_srvs",
            "ament_index_python"}
     # Installed by pip on robots (no rosdep key on every distro): README "Robot install".
-    pip_only = {"torch", "numba", "rosbags", "onnxruntime", "onnx"}  # onnx: export only
+    # onnx: export only; cupy: the GPU path's fused kernels (optional)
+    pip_only = {"torch", "numba", "rosbags", "onnxruntime", "onnx", "cupy"}
     for module in sorted(imported):
         if module in rosdep:
             assert rosdep[module] in depends, f"{module} imported but {rosdep[module]} missing"
