@@ -2,7 +2,10 @@
 import numpy as np
 import pytest
 
-from lutfuse_ros.core.thermal import AGC_MODES, agc_range, apply_range, equalize, thermal_to_8bit
+from conftest import shared_path
+
+from lutfuse_ros.core.preprocess import ThermalAGC, thermal_to_8bit
+from lutfuse_ros.core.thermal import AGC_MODES, range_table, read_raw_thermal
 
 
 def ramp16():
@@ -14,21 +17,22 @@ def test_fixed_range_maps_ends_to_0_and_255():
     assert out.dtype == np.uint8 and out[0, 0] == 0 and out[-1, -1] == 255
 
 
-def test_percentile_range_ignores_hot_outliers():
+def test_percentile_range_ignores_stuck_and_hot_pixels():
     img = ramp16()
-    img[0, :5] = 65535
-    lo, hi = agc_range(img, (1, 99), subsample=1)
-    assert 20000 <= lo < hi < 30100
-    assert thermal_to_8bit(img).max() == 255
+    img[0, :5] = 65535   # stuck
+    img[1, :3] = 40000   # a hot spot, far outside the scene
+    out = thermal_to_8bit(img, "percentile")
+    clean = thermal_to_8bit(ramp16(), "percentile")
+    assert out.max() == 255 and np.abs(out[2:].astype(int) - clean[2:]).max() <= 2
 
 
 def test_equalize_spreads_levels():
-    out = equalize(ramp16())
+    out = thermal_to_8bit(ramp16(), "equalize")
     assert out.min() == 0 and out.max() == 255
     assert len(np.unique(out)) > 200
 
 
-@pytest.mark.parametrize("mode", ["percentile", "equalize"])
+@pytest.mark.parametrize("mode", ["percentile", "plateau", "equalize"])
 def test_flat_frame_is_mid_grey_not_a_crash(mode):
     flat = np.full((32, 32), 27000, np.uint16)
     np.testing.assert_array_equal(thermal_to_8bit(flat, mode), 128)
@@ -37,12 +41,35 @@ def test_flat_frame_is_mid_grey_not_a_crash(mode):
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="uint8 or uint16"):
         thermal_to_8bit(np.zeros((4, 4), np.float32))
-    with pytest.raises(ValueError, match="needs low and high"):
-        thermal_to_8bit(ramp16(), "fixed")
+    with pytest.raises(ValueError, match="needs high > low"):
+        thermal_to_8bit(ramp16(), "fixed", low=5, high=5)
     with pytest.raises(ValueError, match="mode must be one of"):
         thermal_to_8bit(ramp16(), "gamma")
     with pytest.raises(ValueError, match="finite"):
-        apply_range(ramp16(), 0, float("nan"))
+        range_table(0, float("nan"))
+
+
+@pytest.mark.parametrize("mode", AGC_MODES)
+def test_one_frame_and_a_stream_map_real_frames_alike(mode):
+    """A mode name means one mapping: ``thermal_to_8bit`` on a frame gives what a stream
+    following every frame (smoothing 1) gives for it, on real raw frames of three cameras
+    (the frames that leave a stream's mapping as it was, flat or repeated, aside)."""
+    root = shared_path("data", "thermal16")
+    stream = ThermalAGC(mode, smoothing=1.0)
+    compared = 0
+    for name in ("thermitage", "flirone", "arcticseals"):
+        stream.reset()
+        for path in sorted((root / name).glob("**/*.png"))[:8]:
+            counts = read_raw_thermal(path)
+            if counts.dtype != np.uint16:
+                continue
+            frozen = stream.frozen_frames
+            streamed = stream(counts)
+            if stream.frozen_frames == frozen:
+                np.testing.assert_array_equal(thermal_to_8bit(counts, mode), streamed,
+                                              err_msg=f"{mode}: {path}")
+                compared += 1
+    assert compared >= 12
 
 
 # -- raw counts as cameras write them -----------------------------------------------------

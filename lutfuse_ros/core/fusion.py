@@ -45,7 +45,7 @@ def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         if img.dtype != np.uint8:
             raise FusionInputError(
                 f"{name} must be uint8, got {img.dtype} (map 16-bit thermal with "
-                "lutfuse_ros.core.thermal.thermal_to_8bit first)")
+                "lutfuse_ros.core.preprocess.thermal_to_8bit, or ThermalAGC for a stream)")
     if ir.ndim == 3 and ir.shape[2] == 1:
         ir = ir[:, :, 0]
     if ir.ndim != 2:

@@ -257,6 +257,24 @@ class ThermalAGC:
         self.range = (float(span[0]), float(span[1])) if span[0] >= 0 else (lo, hi)
 
 
+def thermal_to_8bit(img: np.ndarray, mode: str = AGCConfig.mode, low: float = AGCConfig.low,
+                    high: float = AGCConfig.high,
+                    percentiles: tuple[float, float] = (AGCConfig.percentile_low,
+                                                        AGCConfig.percentile_high),
+                    plateau: float = AGCConfig.plateau,
+                    max_gain: float = AGCConfig.max_gain) -> np.ndarray:
+    """One thermal frame to the 8-bit IR input: the stream's mapping (:class:`ThermalAGC`)
+    applied once, with nothing carried across frames. A mode name means the same mapping
+    here, in the node and in training. (H, W) uint16/uint8 -> (H, W) uint8.
+
+    Example:
+        >>> frame = np.full((4, 6), 20000, np.uint16); frame[:, 3:] = 24000
+        >>> thermal_to_8bit(frame, "fixed", low=20000, high=24000)[0]
+        array([  0,   0,   0, 255, 255, 255], dtype=uint8)
+    """
+    return ThermalAGC(mode, low, high, percentiles, plateau, max_gain, smoothing=1.0)(img)
+
+
 def warm_up_agc() -> None:
     """Compile (or load from numba's cache) the AGC's kernels for 16-bit frames, so the first
     camera frames do not wait: two frames, since the repeated-frame check

@@ -1,17 +1,15 @@
-"""16-bit thermal images to the 8-bit IR input of the fusion model.
+"""16-bit thermal counts: reading them, and the stateless maths of the AGC that maps them to
+the 8-bit IR input of the fusion model.
 
 Radiometric thermal cameras publish 16-bit counts (``mono16``/``16UC1``) that look black when
 shown as is: a few hundred to a few thousand counts out of 65,535, 14-bit values in 16-bit
-words (:func:`to_counts`, :func:`read_raw_thermal`), stuck pixels. Four mappings:
-
-- ``fixed``: a given ``[low, high]`` count range, for calibrated scenes;
-- ``percentile``: the range between two percentiles of the frame (robust AGC);
-- ``plateau``: plateau histogram equalisation, gain-limited (:func:`clip_histogram`,
-  :func:`equalization_table`), as thermal cameras do it;
-- ``equalize``: histogram equalisation over all 65,536 levels.
-
-:func:`agc_range` and :func:`apply_range` are separate so a stream can smooth the range over
-time before applying it (the node does).
+words (:func:`to_counts`, :func:`read_raw_thermal`), stuck pixels. The mappings
+(:data:`AGC_MODES`: ``fixed``, ``percentile``, ``plateau``, ``equalize``) are applied by
+:class:`~lutfuse_ros.core.preprocess.ThermalAGC`, for a stream (smoothed over frames) and,
+through :func:`~lutfuse_ros.core.preprocess.thermal_to_8bit`, for one frame: one mapping per
+mode name. This module holds their pieces: the histogram without stuck codes
+(:func:`count_histogram`), percentiles of it, the compression of far tails, the plateau clip,
+the gain-limited equalisation table, the linear table of a range (:func:`range_table`).
 """
 from __future__ import annotations
 
@@ -274,47 +272,16 @@ def table_span(table: np.ndarray) -> tuple[int, int]:
     return (int(inside[0]), int(inside[-1])) if len(inside) else (-1, -1)
 
 
-def agc_range(img: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
-              subsample: int = 4) -> tuple[float, float]:
-    """Percentile range ``(low, high)`` of a thermal frame.
-
-    Args:
-        img: :math:`(H, W)` uint16 or uint8.
-        percentiles: lower and upper percentile, 0 <= lo < hi <= 100.
-        subsample: use every n-th pixel in each direction (the range barely changes; 16x less
-            work at the default).
-
-    Example:
-        >>> img = (np.arange(100, dtype=np.uint16) * 100).reshape(10, 10)
-        >>> agc_range(img, (0.0, 100.0), subsample=1)
-        (0.0, 9900.0)
-    """
-    check_thermal(img)
-    lo_p, hi_p = percentiles
-    if not 0.0 <= lo_p < hi_p <= 100.0:
-        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-    lo, hi = np.percentile(img[::subsample, ::subsample], (lo_p, hi_p))
-    return float(lo), float(hi)
-
-
-def apply_range(img: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Linear map of ``[low, high]`` to ``[0, 255]``, clipped. (H, W) -> (H, W) uint8.
-
-    A flat range (``high <= low``, e.g. a frozen frame during flat-field correction) maps
-    every pixel to mid-grey rather than dividing by zero.
-
-    Example:
-        >>> apply_range(np.array([[0, 500, 1000, 4000]], np.uint16), 0, 1000)
-        array([[  0, 128, 255, 255]], dtype=uint8)
-    """
-    check_thermal(img)
-    return np.take(range_table(low, high, 65536 if img.dtype == np.uint16 else 256), img)
-
-
 def range_table(low: float, high: float, levels: int = 65536) -> np.ndarray:
-    """The lookup table of :func:`apply_range`: ``(levels,)`` uint8, indexed by the count.
+    """A linear map of counts ``[low, high]`` to ``[0, 255]``, clipped, as a lookup table:
+    ``(levels,)`` uint8 indexed by the count (``fixed`` and ``percentile`` modes of
+    :class:`~lutfuse_ros.core.preprocess.ThermalAGC`, which keeps it while the range stays).
 
-    Streams keep it while the range stays put (``preprocess.ThermalAGC``).
+    A flat range (``high <= low``) maps every count to mid-grey rather than dividing by zero.
+
+    Example:
+        >>> range_table(0, 1000)[[0, 500, 1000, 4000]]
+        array([  0, 128, 255, 255], dtype=uint8)
     """
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(f"range must be finite, got ({low}, {high})")
@@ -322,51 +289,3 @@ def range_table(low: float, high: float, levels: int = 65536) -> np.ndarray:
         return np.full(levels, 128, np.uint8)
     return np.clip((np.arange(levels, dtype=np.float32) - low) * (255.0 / (high - low)) + 0.5,
                    0, 255).astype(np.uint8)
-
-
-def equalize(img: np.ndarray) -> np.ndarray:
-    """Histogram equalisation over every level of a uint16/uint8 image -> (H, W) uint8.
-
-    Example:
-        >>> equalize(np.array([[10, 20], [20, 30]], np.uint16))
-        array([[  0, 170],
-               [170, 255]], dtype=uint8)
-    """
-    check_thermal(img)
-    levels = 65536 if img.dtype == np.uint16 else 256
-    cdf = np.cumsum(np.bincount(img.ravel(), minlength=levels)).astype(np.float64)
-    first = cdf[np.nonzero(cdf)[0][0]]
-    span = cdf[-1] - first
-    if span <= 0:
-        return np.full(img.shape, 128, np.uint8)
-    lut = np.clip(np.round((cdf - first) / span * 255.0), 0, 255).astype(np.uint8)
-    return lut[img]
-
-
-def thermal_to_8bit(img: np.ndarray, mode: str = "percentile",
-                    low: float | None = None, high: float | None = None,
-                    percentiles: tuple[float, float] = (1.0, 99.0), plateau: float = 1.0,
-                    max_gain: float = 1.0) -> np.ndarray:
-    """Map one thermal frame to the 8-bit IR input, with no state across frames (streams use
-    :class:`~lutfuse_ros.core.preprocess.ThermalAGC`). (H, W) uint16/uint8 -> (H, W) uint8.
-
-    Args:
-        mode: ``"fixed"`` (needs ``low`` and ``high``), ``"percentile"``, ``"plateau"``
-            (``plateau``, ``max_gain``) or ``"equalize"``.
-
-    Example:
-        >>> thermal_to_8bit(np.array([[0, 250, 1000]], np.uint16), "fixed", low=0, high=1000)
-        array([[  0,  64, 255]], dtype=uint8)
-    """
-    if mode == "fixed":
-        if low is None or high is None:
-            raise ValueError("mode 'fixed' needs low and high")
-        return apply_range(img, low, high)
-    if mode == "percentile":
-        return apply_range(img, *agc_range(img, percentiles))
-    if mode == "plateau":
-        table = plateau_table(count_histogram(img), plateau, max_gain)
-        return np.take((table + 0.5).astype(np.uint8), img)
-    if mode == "equalize":
-        return equalize(img)
-    raise ValueError(f"mode must be one of {AGC_MODES}, got {mode!r}")
