@@ -15,6 +15,7 @@ import numpy as np
 from .core import FusionConfig, Fuser, load_model
 from .core.preprocess import GradientNormaliser
 from .core.synthetic import synthetic_pair
+from .core.errors import ConfigError
 
 DEFAULT_SIZES = ((480, 640), (1024, 1280))
 TORCH_VARIANTS = ("", "eager", "ops", "ops-eager")
@@ -102,7 +103,7 @@ def _variant(name: str, exact: bool, context_scale: float, threads: int,
     dev = device if backend == "torch" else "cpu"
     if backend == "torch":
         if engine not in TORCH_VARIANTS:
-            raise ValueError(f"torch variants are torch[:{'|'.join(TORCH_VARIANTS[1:])}], got "
+            raise ConfigError(f"torch variants are torch[:{'|'.join(TORCH_VARIANTS[1:])}], got "
                              f"{name!r}")
         return FusionConfig(exact=exact, context_scale=context_scale, backend=backend,
                             device=dev, threads=threads, cuda_graph="eager" not in engine,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .core.config import FusionConfig
+from .core.errors import InputError, LutfuseError
 from .core.onnx_context import CONTEXT_ENGINES
 from .core.preprocess import AGCConfig
 from .core.thermal import AGC_MODES
@@ -84,7 +85,7 @@ def cmd_fuse(args) -> int:
     for name, ir_path, vis_path in tqdm(listing.pairs, desc="fuse", unit="pair"):
         try:
             ir, vis = check_pair(read_ir(ir_path), read_visible(vis_path))
-        except (ValueError, OSError) as exc:
+        except (LutfuseError, OSError) as exc:
             problems.append(f"{name}: {exc}")
             continue
         chunk.append((name, ir, vis))
@@ -200,7 +201,7 @@ def cmd_thermal(args) -> int:
     for k, path in enumerate(tqdm(paths, desc="thermal", unit="frame")):
         raw = read_raw_thermal(path, bits=args.bits, byte_order=args.byte_order)
         if size is not None and raw.shape != size:
-            raise ValueError(f"{path.name}: {raw.shape[1]}x{raw.shape[0]} frame in a stream of "
+            raise InputError(f"{path.name}: {raw.shape[1]}x{raw.shape[0]} frame in a stream of "
                              f"{size[1]}x{size[0]} (one folder is one camera)")
         size = raw.shape
         out = agc(raw)  # one stream: the mapping carries over, as in the node
@@ -397,7 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .core import FusionInputError, ModelFormatError
 
     if args.command == "calibrate" and args.ir is not None and args.vis is None:
         print("lutfuse calibrate: error: --ir needs --vis", file=sys.stderr)
@@ -405,8 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ModelFormatError, FusionInputError, FileNotFoundError, ValueError,
-            ImportError) as exc:
+    except (LutfuseError, FileNotFoundError) as exc:  # what a user can cause; bugs go on up
         print(f"lutfuse {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -62,6 +62,25 @@ def test_bad_model_file_is_a_clear_error(tmp_path):
     assert res.returncode == 2 and "bad.npz" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_bad_setting_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys):
+    """The CLI catches what a user can cause (LutfuseError: here a ConfigError) and nothing
+    broader."""
+    ir, vis = make_folders(tmp_path, n=1)
+    res = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "o",
+                  "--context-scale", "0.3")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == ("lutfuse fuse: error: context_scale must be 1/k for an "
+                                  "integer k (1, 0.5, 0.25, 0.125, ...), got 0.3")
+    from lutfuse_ros import cli
+
+    def broken(args):
+        raise ValueError("an internal bug, not a user's mistake")
+
+    monkeypatch.setattr(cli, "cmd_demo", broken)
+    with pytest.raises(ValueError, match="internal bug"):
+        cli.main(["demo", "--out", str(tmp_path / "m.png")])
+
+
 def test_demo_writes_a_mosaic(tmp_path):
     res = lutfuse("demo", "--out", tmp_path / "demo.png", "--count", 2)
     assert res.returncode == 0, res.stderr

@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from . import kernels
-from .errors import FusionInputError
+from .errors import ConfigError
 from .model import FusionModel
 from .onnx_context import OnnxContextNet, check_graph, resolve_engine
 from .preprocess import GradientNormaliser
@@ -31,16 +31,9 @@ def _import_torch():
     try:
         import torch
     except ImportError:
-        raise ValueError("the torch backend needs torch, which is not installed (pip "
-                         "install torch; the numpy backend runs without it)") from None
+        raise ConfigError("context engine 'torch' needs torch, which is not installed (pip "
+                          "install torch; the ONNX engines run without it)") from None
     return torch
-
-
-def _context_size(h: int, w: int, k: int) -> tuple[int, int]:
-    try:
-        return context_size(h, w, k)
-    except ValueError as exc:
-        raise FusionInputError(str(exc)) from None
 
 
 # -- context runners of the numpy backend ---------------------------------------------------
@@ -137,7 +130,7 @@ class NumpyBackend:
         buf = self._buffers.get((h, w))
         if buf is None:
             k = self.stride
-            ch, cw = _context_size(h, w, k)
+            ch, cw = context_size(h, w, k)
             ry0, ry1, rwy = bilinear_taps(h, ch, k)
             cx0, cx1, cwx = bilinear_taps(w, cw, k)
             buf = dict(y=np.empty((h, w), np.float32), grad=np.empty((h, w), np.float32),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import ConfigError
 from .onnx_context import CONTEXT_ENGINES
 from .resample import context_stride
 
@@ -50,7 +51,7 @@ class FusionConfig:
         >>> FusionConfig(backend="gpu")
         Traceback (most recent call last):
         ...
-        ValueError: backend must be one of ('numpy', 'torch'), got 'gpu'
+        lutfuse_ros.core.errors.ConfigError: backend must be one of ('numpy', 'torch'), got 'gpu'
     """
 
     exact: bool = False
@@ -66,26 +67,26 @@ class FusionConfig:
     def __post_init__(self) -> None:
         context_stride(self.context_scale)  # raises unless 1/k
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not _DEVICE.match(self.device):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.backend == "numpy" and self.device != "cpu":
-            raise ValueError("the numpy backend runs on the CPU; use backend='torch' for "
+            raise ConfigError("the numpy backend runs on the CPU; use backend='torch' for "
                              f"device {self.device!r}")
         if self.gpu_kernels not in GPU_KERNELS:
-            raise ValueError(f"gpu_kernels must be one of {GPU_KERNELS}, got "
+            raise ConfigError(f"gpu_kernels must be one of {GPU_KERNELS}, got "
                              f"{self.gpu_kernels!r}")
         if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+            raise ConfigError(f"threads must be >= 0, got {self.threads}")
         if self.context_engine not in CONTEXT_ENGINES:
-            raise ValueError(f"context_engine must be one of {CONTEXT_ENGINES}, got "
+            raise ConfigError(f"context_engine must be one of {CONTEXT_ENGINES}, got "
                              f"{self.context_engine!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision == "fp16" and self.backend != "torch":
-            raise ValueError("fp16 is for the torch backend (GPUs); the numpy backend is fp32")
+            raise ConfigError("fp16 is for the torch backend (GPUs); the numpy backend is fp32")
         if self.backend == "torch" and self.context_engine not in ("auto", "torch"):
-            raise ValueError("the torch backend runs its context network in torch; "
+            raise ConfigError("the torch backend runs its context network in torch; "
                              f"context_engine {self.context_engine!r} needs backend='numpy'")
 
     @property

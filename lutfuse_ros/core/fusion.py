@@ -17,7 +17,7 @@ import numpy as np
 from . import kernels
 from .backends import Backend, NumpyBackend
 from .config import VIS_ORDERS, FusionConfig
-from .errors import FusionInputError
+from .errors import ConfigError, FusionInputError
 from .model import FusionModel, load_model
 from .preprocess import GradientNormaliser
 from .timing import StageTimer
@@ -90,8 +90,8 @@ class Fuser:
             try:
                 from .torch_backend import TorchBackend
             except ImportError:
-                raise ValueError("the torch backend needs torch, which is not installed (pip "
-                                 "install torch; the numpy backend runs without it)") from None
+                raise ConfigError("the torch backend needs torch, which is not installed (pip "
+                                  "install torch; the numpy backend runs without it)") from None
             self.backend = TorchBackend(self.model, config, threads)
         else:
             self.backend = NumpyBackend(self.model, config, threads)
@@ -196,7 +196,7 @@ class Fuser:
         if len(irs) != len(viss):
             raise FusionInputError(f"{len(irs)} IR images but {len(viss)} visible ones")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         pairs = []
         for i, (ir, vis) in enumerate(zip(irs, viss)):
             try:

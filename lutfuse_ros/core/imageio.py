@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import InputError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -52,12 +54,12 @@ def read_thermal(path: str | Path,
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f"{path}: not a readable image")
+        raise InputError(f"{path}: not a readable image")
     if img.dtype != np.uint8 and (agc is None or img.dtype != np.uint16):
         if agc is None:
-            raise ValueError(f"{path}: IR must be 8-bit, got {img.dtype} (map 16-bit data "
-                             "with lutfuse_ros.core.thermal first)")
-        raise ValueError(f"{path}: thermal must be 8- or 16-bit, got {img.dtype}")
+            raise InputError(f"{path}: IR must be 8-bit, got {img.dtype} (map 16-bit data "
+                             "with lutfuse_ros.core.preprocess.thermal_to_8bit first)")
+        raise InputError(f"{path}: thermal must be 8- or 16-bit, got {img.dtype}")
     if img.ndim == 3:
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
     return agc(to_counts(img)) if img.dtype == np.uint16 else img
@@ -67,9 +69,9 @@ def read_visible(path: str | Path) -> np.ndarray:
     """Read a visible image: (H, W, 3) uint8 **RGB**, or (H, W) uint8 for grey files."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f"{path}: not a readable image")
+        raise InputError(f"{path}: not a readable image")
     if img.dtype != np.uint8:
-        raise ValueError(f"{path}: visible image must be 8-bit, got {img.dtype}")
+        raise InputError(f"{path}: visible image must be 8-bit, got {img.dtype}")
     if img.ndim == 3:
         return np.ascontiguousarray(img[:, :, 2::-1])  # BGR(A) -> RGB
     return img

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from scipy.signal import convolve2d, fftconvolve
 
+from .errors import InputError
+
 METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR", "CC", "MSE")
 #: the metrics of every results table (evaluation, training validation, comparisons)
 TABLE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
@@ -48,7 +50,7 @@ def read_gray(path: str | Path) -> np.ndarray:
     """Read an image file as the evaluator does. Returns :math:`(H, W)` float32 in [0, 255]."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"{path}: not a readable image")
+        raise InputError(f"{path}: not a readable image")
     return np.round(cv2.cvtColor(bgr.astype(np.float32), cv2.COLOR_BGR2GRAY))
 
 
@@ -63,9 +65,9 @@ def to_gray(img: np.ndarray, order: str = "rgb") -> np.ndarray:
 def _check(*imgs: np.ndarray) -> None:
     for img in imgs:
         if not isinstance(img, np.ndarray) or img.ndim != 2:
-            raise ValueError(f"metrics take (H, W) grey arrays, got {getattr(img, 'shape', img)}")
+            raise InputError(f"metrics take (H, W) grey arrays, got {getattr(img, 'shape', img)}")
     if len({img.shape for img in imgs}) != 1:
-        raise ValueError(f"images differ in shape: {[img.shape for img in imgs]}")
+        raise InputError(f"images differ in shape: {[img.shape for img in imgs]}")
 
 
 def entropy(f: np.ndarray) -> float:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .context_layout import ContextNetConfig, context_state_shapes
+from .errors import LutfuseError
 
 FORMAT_VERSION = 1
 LUT_NODES = 16  # nodes per axis of the 4-D table
@@ -42,7 +43,7 @@ DEFAULT_MODEL_RESOURCE = "lutfuse_ros_default.npz"  # trained by training/train_
 OFFICIAL_MODEL_RESOURCE = "official_lutfuse.npz"
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(LutfuseError):
     """A model file is missing, unreadable or does not hold a valid fusion model."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from .context_layout import HEAD_CONV, ContextNetConfig, conv_norm_layers
+from .errors import ConfigError
 from .model import FusionModel, ModelFormatError
 
 CONTEXT_ENGINES = ("auto", "onnxruntime", "opencv", "torch")
@@ -51,22 +52,22 @@ def resolve_engine(requested: str, model: FusionModel) -> str:
         'onnxruntime'
     """
     if requested not in CONTEXT_ENGINES:
-        raise ValueError(f"context engine must be one of {CONTEXT_ENGINES}, got {requested!r}")
+        raise ConfigError(f"context engine must be one of {CONTEXT_ENGINES}, got {requested!r}")
     if requested == "auto":
         if model.context_onnx is not None:
             return "onnxruntime" if engine_available("onnxruntime") else "opencv"
         if engine_available("torch"):
             return "torch"
-        raise ValueError("this model file carries no ONNX context network and torch is not "
+        raise ConfigError("this model file carries no ONNX context network and torch is not "
                          "installed: add one on a machine with torch (lutfuse export-onnx "
                          "MODEL --embed) or install torch")
     if requested != "torch" and model.context_onnx is None:
-        raise ValueError(f"context engine {requested!r} needs the model's ONNX context network,"
+        raise ConfigError(f"context engine {requested!r} needs the model's ONNX context network,"
                          " which this model file lacks: lutfuse export-onnx MODEL --embed")
     if not engine_available(requested):
         package = {"onnxruntime": "onnxruntime", "opencv": "opencv-python-headless",
                    "torch": "torch"}[requested]
-        raise ValueError(f"context engine {requested!r} needs the Python package {package}, "
+        raise ConfigError(f"context engine {requested!r} needs the Python package {package}, "
                          "which is not installed")
     return requested
 
@@ -108,8 +109,8 @@ class OnnxContextNet:
 
                 self._net = cv2.dnn.readNetFromONNX(np.frombuffer(onnx_bytes, np.uint8))
             else:
-                raise ValueError(f"not an ONNX engine: {engine!r}")
-        except ValueError:
+                raise ConfigError(f"not an ONNX engine: {engine!r}")
+        except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - each engine raises its own kinds
             raise ModelFormatError(f"the model's ONNX context network does not load in "

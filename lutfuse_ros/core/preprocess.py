@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from . import kernels
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .thermal import (AGC_MODES, TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, check_thermal,
                       compress_tails, equalization_table, histogram_percentiles, range_table)
 
@@ -163,15 +163,15 @@ class ThermalAGC:
                  plateau: float = AGCConfig.plateau, max_gain: float = AGCConfig.max_gain,
                  smoothing: float = AGCConfig.smoothing, flat_span: float = 4.0) -> None:
         if mode not in AGC_MODES:
-            raise ValueError(f"agc mode must be one of {AGC_MODES}, got {mode!r}")
+            raise ConfigError(f"agc mode must be one of {AGC_MODES}, got {mode!r}")
         if mode == "fixed" and not high > low:
-            raise ValueError(f"fixed agc needs high > low, got low={low} high={high}")
+            raise ConfigError(f"fixed agc needs high > low, got low={low} high={high}")
         if not 0.0 <= percentiles[0] < percentiles[1] <= 100.0:
-            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
+            raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
         if not 0.0 < smoothing <= 1.0:
-            raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+            raise ConfigError(f"smoothing must be in (0, 1], got {smoothing}")
         if not (plateau > 0 and max_gain > 0):
-            raise ValueError(f"plateau and max_gain must be > 0, got {plateau}, {max_gain}")
+            raise ConfigError(f"plateau and max_gain must be > 0, got {plateau}, {max_gain}")
         self.mode, self.percentiles, self.smoothing = mode, tuple(percentiles), smoothing
         self.plateau, self.max_gain, self.flat_span = plateau, max_gain, flat_span
         # the count range mapped to 0..255 (for the table modes: where the table leaves 0
@@ -466,11 +466,11 @@ class GradientNormaliser:
     def __init__(self, mode: str = GradientConfig.mode, quantile: float = GradientConfig.quantile,
                  smoothing: float = GradientConfig.smoothing) -> None:
         if mode not in GRADIENT_MODES:
-            raise ValueError(f"gradient mode must be one of {GRADIENT_MODES}, got {mode!r}")
+            raise ConfigError(f"gradient mode must be one of {GRADIENT_MODES}, got {mode!r}")
         if not 0.0 < quantile <= 1.0:
-            raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+            raise ConfigError(f"quantile must be in (0, 1], got {quantile}")
         if not 0.0 < smoothing <= 1.0:
-            raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+            raise ConfigError(f"smoothing must be in (0, 1], got {smoothing}")
         self.mode, self.quantile, self.smoothing = mode, quantile, smoothing
         self.range: tuple[float, float] | None = None
 

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError, FusionInputError
+
 
 def context_stride(context_scale: float) -> int:
     """``k`` such that ``context_scale == 1 / k``.
 
     Raises:
-        ValueError: ``context_scale`` is not in (0, 1] or not the inverse of an integer.
+        ConfigError: ``context_scale`` is not in (0, 1] or not the inverse of an integer.
 
     Example:
         >>> context_stride(0.0625), context_stride(1.0)
         (16, 1)
     """
     if not 0.0 < context_scale <= 1.0:
-        raise ValueError(f"context_scale must be in (0, 1], got {context_scale}")
+        raise ConfigError(f"context_scale must be in (0, 1], got {context_scale}")
     k = round(1.0 / context_scale)
     if abs(1.0 / context_scale - k) > 1e-6:
-        raise ValueError(f"context_scale must be 1/k for an integer k (1, 0.5, 0.25, 0.125, "
+        raise ConfigError(f"context_scale must be 1/k for an integer k (1, 0.5, 0.25, 0.125, "
                          f"...), got {context_scale}")
     return k
 
@@ -32,7 +34,7 @@ def context_size(height: int, width: int, stride: int) -> tuple[int, int]:
     """Size of the context map of an (height, width) frame: ``(height // k, width // k)``.
 
     Raises:
-        ValueError: the frame is smaller than 4 context cells in either direction.
+        FusionInputError: the frame is smaller than 4 context cells in either direction.
 
     Example:
         >>> context_size(480, 640, 16)
@@ -40,8 +42,8 @@ def context_size(height: int, width: int, stride: int) -> tuple[int, int]:
     """
     ch, cw = height // stride, width // stride
     if min(ch, cw) < 4:
-        raise ValueError(f"a {width}x{height} frame is too small for context_scale 1/{stride}:"
-                         " the context map needs at least 4x4 cells")
+        raise FusionInputError(f"a {width}x{height} frame is too small for context_scale "
+                               f"1/{stride}: the context map needs at least 4x4 cells")
     return ch, cw
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from .errors import ConfigError, InputError
 
 AGC_MODES = ("fixed", "percentile", "plateau", "equalize")
 DEAD_HOT_CODES = (0, 65535)  # stuck pixels' codes: never part of a frame's range
@@ -93,9 +93,9 @@ def to_counts(img: np.ndarray, bits: int | None = None, byte_order: str = "auto"
     if img.dtype != np.uint16:
         raise ThermalInputError(f"raw counts are uint16, got {img.dtype}")
     if byte_order not in ("auto", "native", "swapped"):
-        raise ValueError(f"byte_order must be auto, native or swapped, got {byte_order!r}")
+        raise ConfigError(f"byte_order must be auto, native or swapped, got {byte_order!r}")
     if bits not in (None, 14, 16):
-        raise ValueError(f"bits must be 14, 16 or None, got {bits!r}")
+        raise ConfigError(f"bits must be 14, 16 or None, got {bits!r}")
     if byte_order == "swapped":
         img = img.byteswap()
     elif byte_order == "auto":
@@ -284,7 +284,7 @@ def range_table(low: float, high: float, levels: int = 65536) -> np.ndarray:
         array([  0, 128, 255, 255], dtype=uint8)
     """
     if not (np.isfinite(low) and np.isfinite(high)):
-        raise ValueError(f"range must be finite, got ({low}, {high})")
+        raise ConfigError(f"range must be finite, got ({low}, {high})")
     if high <= low:
         return np.full(levels, 128, np.uint8)
     return np.clip((np.arange(levels, dtype=np.float32) - low) * (255.0 / (high - low)) + 0.5,

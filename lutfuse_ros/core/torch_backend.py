@@ -23,7 +23,7 @@ import torch
 from . import torch_ops
 from .config import FusionConfig
 from .model import FusionModel
-from .errors import FusionInputError
+from .errors import ConfigError
 from .preprocess import GradientNormaliser
 from .resample import context_size
 from .timing import StageTimer
@@ -40,7 +40,8 @@ def _pieces(numel: int) -> list[slice]:
 
 
 def check_device(name: str) -> torch.device:
-    """The torch device ``name``, or a ValueError that says why it cannot be used.
+    """The torch device ``name``, or a :class:`~.errors.ConfigError` that says why it cannot
+    be used.
 
     Example:
         >>> check_device("cpu")
@@ -50,12 +51,12 @@ def check_device(name: str) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             built = torch.version.cuda or "no CUDA (a CPU build)"
-            raise ValueError(f"device {name!r} requested but torch sees no CUDA device (torch "
+            raise ConfigError(f"device {name!r} requested but torch sees no CUDA device (torch "
                              f"{torch.__version__}, built with {built}); use device 'cpu' or "
                              "the numpy backend")
         index = device.index or 0
         if index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} requested but torch sees "
+            raise ConfigError(f"device {name!r} requested but torch sees "
                              f"{torch.cuda.device_count()} CUDA device(s)")
         device = torch.device("cuda", index)
     return device
@@ -167,7 +168,7 @@ class TorchBackend:
     network optional; CUDA graphs on GPUs unless ``config.cuda_graph`` is off).
 
     Raises:
-        ValueError: the device does not exist here (no CUDA, or no such GPU), at
+        ConfigError: the device does not exist here (no CUDA, or no such GPU), at
             construction: a node fails at start, not at every frame.
     """
 
@@ -188,7 +189,7 @@ class TorchBackend:
             if cupy_available():
                 self.kernels = FusedKernels(model, self.device)
             elif config.gpu_kernels == "cupy":
-                raise ValueError("gpu_kernels 'cupy' needs CuPy, which does not import or sees"
+                raise ConfigError("gpu_kernels 'cupy' needs CuPy, which does not import or sees"
                                  " no GPU here (pip install cupy-cuda12x, or cupy-cuda13x for "
                                  "CUDA 13); 'auto' falls back to the torch ops")
         self.pixel_kernels = "CuPy CUDA kernels" if self.kernels else "torch ops"
@@ -215,11 +216,7 @@ class TorchBackend:
         B = 1."""
         if gradient is not None and irs.shape[0] != 1:
             raise ValueError("a stream's gradient range fuses one frame at a time")
-        h, w = irs.shape[1:]
-        try:
-            context_size(h, w, self.stride)
-        except ValueError as exc:
-            raise FusionInputError(str(exc)) from None
+        context_size(*irs.shape[1:], self.stride)  # FusionInputError for frames too small
         torch.set_num_threads(self.threads)
         if self.use_graphs:
             key = (viss.shape, r_ch, b_ch, gradient is not None)

@@ -34,8 +34,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..core.calibration import alignment_score
-from ..core.errors import InputError
-from ..core.model import ModelFormatError
+from ..core.errors import InputError, LutfuseError
 from ..core.preprocess import Preprocessor, warm_up_agc
 from ..stream.calibration_job import CalibrationJob
 from ..stream.cdr import CdrHeader, image_from_cdr, image_to_cdr
@@ -48,6 +47,7 @@ from ..stream.sync import (RGB, THERMAL, ApproximateTimePolicy, LatestSlot, Sync
 from .interfaces import FusionStatus
 from .params import (BY_NAME, FUSER, PARAMS, PREPROCESSING, SYNC, NodeSettings, check_choice,
                      descriptor, rebuilt_by)
+from ..core.errors import ConfigError
 
 
 GIL_SWITCH_INTERVAL_S = 0.0002
@@ -66,7 +66,7 @@ class FusionNode(Node):
         for name, value in values.items():
             reason = check_choice(name, value)
             if reason:
-                raise ValueError(reason)
+                raise ConfigError(reason)
         self.settings = s = NodeSettings.from_values(values)
         # Model and preprocessing; a bad model file at start-up is fatal (nothing to fall back to).
         self.pipeline = FramePipeline.from_config(s.pipeline)
@@ -235,7 +235,7 @@ class FusionNode(Node):
             pre = Preprocessor.from_config(new.pipeline.preprocess) if PREPROCESSING in rebuild \
                 else None
             sync = ApproximateTimePolicy.from_config(new.sync) if SYNC in rebuild else None
-        except (ModelFormatError, ValueError) as exc:
+        except LutfuseError as exc:  # a bad model file or setting: refused, the old one stays
             self.get_logger().error(f"parameter change refused: {exc}")
             if "model_path" in changes:
                 self.model_state = f"kept {self.pipeline.fuser.model_id}; refused: {exc}"
@@ -323,7 +323,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         try:
             node = FusionNode()
-        except ValueError as exc:  # a setting, a model file, a device this machine lacks
+        except LutfuseError as exc:  # a setting, a model file, a device this machine lacks
             print(f"[lutfuse_fusion] cannot start: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         rclpy.spin(node)

@@ -38,6 +38,7 @@ from ..stream.codec import image_to_numpy
 from .interfaces import FusionStatus
 from .params import PARAMS, NodeSettings
 from ..stream.sync import RGB, THERMAL, ApproximateTimePolicy
+from ..core.errors import ConfigError, LutfuseError
 
 CONFIG_TOPIC = "/lutfuse/recording_config"
 
@@ -68,15 +69,15 @@ class RecorderNode(Node):
                 p[spec.name] = self.declare_parameter(spec.name, spec.default).value
         self.p = p
         if not p["bag_path"]:
-            raise ValueError("parameter bag_path is required (a folder that does not exist yet)")
+            raise ConfigError("parameter bag_path is required (a folder that does not exist yet)")
         path = Path(p["bag_path"])
         if path.exists():
-            raise ValueError(f"bag_path {path} exists already: rosbag2 writes a new folder")
+            raise ConfigError(f"bag_path {path} exists already: rosbag2 writes a new folder")
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-            raise ValueError(f"bag_path {path}: folder {path.parent} is missing or not writable")
+            raise ConfigError(f"bag_path {path}: folder {path.parent} is missing or not writable")
         storage = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(p["storage"])
         if storage is None:
-            raise ValueError(f"storage must be mcap or sqlite3, got {p['storage']!r}")
+            raise ConfigError(f"storage must be mcap or sqlite3, got {p['storage']!r}")
         self.typestore = lutfuse_typestore()
         self.writer = Writer(path, version=8, storage_plugin=storage)
         self.writer.open()
@@ -226,7 +227,7 @@ def main(args: list[str] | None = None) -> None:
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:
+    except LutfuseError as exc:  # a setting: one line, no traceback
         print(f"lutfuse recorder: error: {exc}", flush=True)
         raise SystemExit(2) from None
     finally:

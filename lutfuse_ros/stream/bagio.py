@@ -20,6 +20,7 @@ from ..core.errors import InputError
 from ..core.preprocess import Preprocessor
 from .codec import ImageDecodeError, image_to_numpy
 from .sync import RGB, THERMAL, ApproximateTimePolicy, SyncConfig, stamp_to_ns
+from ..core.errors import LutfuseError
 
 DEFAULT_THERMAL_TOPIC = "/thermal/image"  # the node's input topics, unremapped
 DEFAULT_RGB_TOPIC = "/rgb/image"
@@ -27,7 +28,7 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 
 
-class BagError(ValueError):
+class BagError(LutfuseError):
     """A bag cannot be opened, or lacks the topics asked for."""
 
 

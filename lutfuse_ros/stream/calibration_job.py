@@ -14,6 +14,7 @@ import numpy as np
 from ..core.calibration import CalibrationResult, alignment_score, estimate_homography
 from ..core.calibration import write_calibration
 from ..core.preprocess import Registration, RegistrationError
+from ..core.errors import ConfigError
 
 # A new calibration must beat the one in use by this much (score units): re-estimates of a
 # good calibration differ by noise, and the registration should not flap with it.
@@ -37,7 +38,7 @@ class CalibrationJob:
 
     def __init__(self, pairs: int, interval: float) -> None:
         if pairs < 1:
-            raise ValueError(f"pairs must be >= 1, got {pairs}")
+            raise ConfigError(f"pairs must be >= 1, got {pairs}")
         self.needed, self.interval = pairs, interval
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self._last: float | None = None

@@ -14,6 +14,7 @@ from ..core import FusionConfig, Fuser, load_model
 from ..core.timing import StageTimer
 from ..core.preprocess import AGCConfig, PreprocessConfig, Preprocessor
 from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageMessage, image_to_numpy
+from ..core.errors import ConfigError
 
 OUTPUT_ENCODINGS = ("", "rgb8", "bgr8", "mono8")  # "": follow the visible input
 _ORDER = {"rgb8": "rgb", "rgba8": "rgb", "bgr8": "bgr", "bgra8": "bgr", "mono8": "gray"}
@@ -37,7 +38,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.output_encoding not in OUTPUT_ENCODINGS:
-            raise ValueError(f"output_encoding must be one of {OUTPUT_ENCODINGS}, got "
+            raise ConfigError(f"output_encoding must be one of {OUTPUT_ENCODINGS}, got "
                              f"{self.output_encoding!r}")
 
 

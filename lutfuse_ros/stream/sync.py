@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
+from ..core.errors import ConfigError
 
 _NS = 1_000_000_000
 
@@ -128,11 +129,11 @@ class ApproximateTimePolicy:
                  thermal_offset: float = SyncConfig.thermal_offset,
                  reset_jump: float = SyncConfig.reset_jump) -> None:
         if queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+            raise ConfigError(f"queue_size must be >= 1, got {queue_size}")
         if slop < 0:
-            raise ValueError(f"slop must be >= 0, got {slop}")
+            raise ConfigError(f"slop must be >= 0, got {slop}")
         if reset_jump <= 0:
-            raise ValueError(f"reset_jump must be > 0, got {reset_jump}")
+            raise ConfigError(f"reset_jump must be > 0, got {reset_jump}")
         self.queue_size = queue_size
         self.slop_ns = int(round(slop * _NS))
         self.offset_ns = int(round(thermal_offset * _NS))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from lutfuse_ros.core.errors import ConfigError, LutfuseError
 
-from .config import ConfigError, load_config
+from .config import load_config
 
 
 def _overrides(args) -> dict:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (LutfuseError, FileNotFoundError) as exc:  # what a user can cause; bugs go on up
         print(f"lutfuse-train: error: {exc}", file=sys.stderr)
         return 2
     return 0

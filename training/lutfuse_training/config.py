@@ -9,14 +9,11 @@ from typing import Any
 import yaml
 
 from lutfuse_ros.core.config import FusionConfig
+from lutfuse_ros.core.errors import ConfigError  # a config file or override: unknown, bad value
 from lutfuse_ros.stream.bagio import DEFAULT_RGB_TOPIC, DEFAULT_THERMAL_TOPIC
 
 TEACHER_CHANNELS = (16, 32, 64, 128)  # MM-Net encoder widths at the four scales
 TEACHER_HEADS = 4
-
-
-class ConfigError(ValueError):
-    """A config file or override names an unknown option or gives a bad value."""
 
 
 @dataclass

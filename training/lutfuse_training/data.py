@@ -19,13 +19,14 @@ from tqdm import tqdm
 from lutfuse_ros.core.imageio import match_pairs, read_thermal, read_visible
 from lutfuse_ros.core.preprocess import AGCConfig, GradientNormaliser, ThermalAGC
 from lutfuse_ros.stream.bagio import is_bag
+from lutfuse_ros.core.errors import InputError, LutfuseError
 
 # 16-bit thermal frames (folders and bags) go through the node's default AGC; the model
 # records it (metadata training.agc) so a node with another AGC warns.
 TRAINING_AGC = AGCConfig()
 
 
-class DataError(ValueError):
+class DataError(LutfuseError):
     """A data folder is missing, empty or holds unreadable images."""
 
 
@@ -82,7 +83,7 @@ def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True,
             # file its own frame
             ir = read_thermal(ir_path, ThermalAGC.from_config(replace(TRAINING_AGC,
                                                                       smoothing=1.0)))
-        except ValueError as exc:
+        except InputError as exc:
             raise DataError(str(exc)) from None
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[:, :, None], 3, axis=2)

@@ -22,6 +22,7 @@ from lutfuse_ros.core.imageio import mosaic, write_image
 from .config import TrainConfig, save_config
 from .data import CropSampler, Pair
 from .plot import line_plot
+from lutfuse_ros.core.errors import ConfigError
 
 CHECKPOINT = "{stage}_checkpoint.pt"
 
@@ -80,7 +81,7 @@ def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: li
             raise FileNotFoundError(f"--resume: no {ckpt_path.name} in {run_dir}")
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ckpt.get("stage") != stage.name:
-            raise ValueError(f"{ckpt_path} is a {ckpt.get('stage')} checkpoint, not {stage.name}")
+            raise ConfigError(f"{ckpt_path} is a {ckpt.get('stage')} checkpoint, not {stage.name}")
         for name, module in stage.modules().items():
             module.load_state_dict(ckpt["modules"][name])
         opt.load_state_dict(ckpt["optimizer"])

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import TEACHER_CHANNELS, TEACHER_HEADS
+from lutfuse_ros.core.model import ModelFormatError
 
 TEACHER_FORMAT = "lutfuse-teacher-v1"
 
@@ -124,14 +125,15 @@ def load_teacher(path, device: str = "cpu") -> MMNet:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such teacher file") from None
+        raise ModelFormatError(f"{path}: no such teacher file") from None
     except Exception as exc:  # noqa: BLE001 - unpickling errors of many kinds
-        raise ValueError(f"{path}: not a teacher file ({type(exc).__name__}: {exc})") from None
+        raise ModelFormatError(
+            f"{path}: not a teacher file ({type(exc).__name__}: {exc})") from None
     if not isinstance(blob, dict) or blob.get("format") != TEACHER_FORMAT:
-        raise ValueError(f"{path}: not a {TEACHER_FORMAT} file")
+        raise ModelFormatError(f"{path}: not a {TEACHER_FORMAT} file")
     net = MMNet(TeacherConfig(**blob["config"]))
     try:
         net.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not fit the architecture: {exc}") from None
+        raise ModelFormatError(f"{path}: weights do not fit the architecture: {exc}") from None
     return net.to(device).eval()
