@@ -33,7 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lutfuse_ros.core import calibration as cal
-from lutfuse_ros.core.calibration import corner_error, estimate_homography
+from lutfuse_ros.core.calibration import estimate_homography
+from lutfuse_ros.core.geometry import corner_error
 from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible
 from lutfuse_ros.core.preprocess import ThermalAGC
 from lutfuse_ros.core.synthetic import pseudo_thermal, random_thermal_view, reimage_thermal

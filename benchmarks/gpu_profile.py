@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--net-sizes", nargs="*", default=["640x480", "1280x1024"])
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    ir, vis = synthetic_pair(seed=1, size=(h, w))
+    ir, vis = synthetic_pair(seed=1, shape=(h, w))
     model = load_model()
     for kernels in ("cupy", "torch"):
         try:

@@ -116,7 +116,7 @@ def main() -> None:
         _, ir_p, vis_p = next((p for p in pairs if p[0].endswith("N")), pairs[0])
         scene = (read_ir(ir_p), read_visible(vis_p))
     else:
-        scene = synthetic_pair(seed=1, size=(240, 320), night=True)
+        scene = synthetic_pair(seed=1, shape=(240, 320), night=True)
     lines += ["## Flicker: a night scene with a hot checker block entering, crossing and "
               "leaving it, 60 frames", "",
               "## Flicker (mean |F_t - F_t-1| outside the moving object, 8-bit levels)", "",

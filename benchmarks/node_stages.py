@@ -32,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=60)
     args = ap.parse_args()
-    ir, rgb = synthetic_pair(seed=1, size=(512, 640))
+    ir, rgb = synthetic_pair(seed=1, shape=(512, 640))
     counts = (ir.astype(np.uint16) * 12 + 3000)
     vis = np.ascontiguousarray(rgb[16:496, :, ::-1])  # 640x480 bgr8
     thermal_cdr = serialize_message(numpy_to_image(counts, "mono16"))

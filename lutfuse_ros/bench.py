@@ -13,11 +13,12 @@ import time
 import numpy as np
 
 from .core import FusionConfig, Fuser, load_model
+from .core.geometry import Size
 from .core.preprocess import GradientNormaliser
 from .core.synthetic import synthetic_pair
 from .core.errors import ConfigError
 
-DEFAULT_SIZES = ((480, 640), (1024, 1280))
+DEFAULT_SIZES = (Size(640, 480), Size(1280, 1024))
 TORCH_VARIANTS = ("", "eager", "ops", "ops-eager")
 AUTHORS_STAND_IN = "torch:ops-eager"  # exact mode: the authors' maths, one launch per op
 
@@ -121,8 +122,9 @@ def gpu_name(device: str) -> str:
     return f"{torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}"
 
 
-def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | None = None,
-                  threads: int = 0, backends=("numpy", "torch"), device: str = "cpu",
+def run_benchmark(sizes: tuple[Size, ...] = DEFAULT_SIZES, runs: int = 30,
+                  context_scale: float | None = None, threads: int = 0,
+                  backends=("numpy", "torch"), device: str = "cpu",
                   exact_runs: int | None = None, ratio_rounds: int = 10, batch: int = 0,
                   log=print) -> dict:
     """Time each backend (``"numpy"``, ``"numpy:onnxruntime"``, ``"numpy:opencv"``,
@@ -150,9 +152,9 @@ def run_benchmark(sizes=DEFAULT_SIZES, runs: int = 30, context_scale: float | No
         f"{threads} threads, torch {torch_version}, device {device} "
         f"{result['machine']['gpu']}; median/p90 of {runs} runs "
         "after warm-up; 'vs first' = largest difference from the first backend's output")
-    for h, w in sizes:
-        ir, vis = synthetic_pair(seed=1, size=(h, w))
-        key = f"{w}x{h}"
+    for size in sizes:
+        ir, vis = synthetic_pair(seed=1, shape=Size(*size).shape)
+        key = str(Size(*size))
         modes, first, fusers = {}, {}, {}
         for backend in backends:
             for exact in (False, True):

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from .core.calibration import (CalibrationError, CalibrationResult, homography_from_points,
-                               orientation_field, resize_matrix, rig_scores, to_gray_f32,
-                               warp_to_rgb)
+                               orientation_field, rig_scores, to_gray_f32)
+from .core.geometry import Size, resize_matrix, warp_to_rgb
 from .core.imageio import match_pairs, mosaic, read_thermal, read_visible, write_image
 from .core.preprocess import ThermalAGC
 
@@ -70,7 +70,7 @@ def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return pts[:, :2], pts[:, 2:]
 
 
-def from_points(path: Path, thermal_size: tuple[int, int], rgb_size: tuple[int, int],
+def from_points(path: Path, thermal_size: Size, rgb_size: Size,
                 pairs: list[Pair] | None = None) -> CalibrationResult:
     """A result from point correspondences (scored on ``pairs`` when there are any)."""
     src, dst = read_points(path)
@@ -81,7 +81,7 @@ def from_points(path: Path, thermal_size: tuple[int, int], rgb_size: tuple[int, 
                                           rgb_size)))
         after = float(np.mean(rig_scores(h, pairs, rgb_size)))
     ok = residual <= 3.0
-    return CalibrationResult(h, thermal_size, rgb_size, pairs_used=len(pairs or []),
+    return CalibrationResult(h, Size(*thermal_size), Size(*rgb_size), pairs_used=len(pairs or []),
                              score_before=before, score_after=after,
                              score_mismatched=float("nan"), spread_px=0.0,
                              residual_px=residual, patches=len(src), confident=ok,

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from .core.config import FusionConfig
 from .core.errors import InputError, LutfuseError
+from .core.geometry import Size, parse_size
 from .core.onnx_context import CONTEXT_ENGINES
 from .core.preprocess import AGCConfig
 from .core.thermal import AGC_MODES
+from .bench import DEFAULT_SIZES
 from .stream.bagio import DEFAULT_RGB_TOPIC, DEFAULT_THERMAL_TOPIC
 from .stream.sync import SyncConfig
 
@@ -142,8 +144,7 @@ def cmd_export_onnx(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_benchmark
 
-    sizes = [tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes]
-    res = run_benchmark(sizes=sizes, runs=args.runs, context_scale=args.context_scale,
+    res = run_benchmark(sizes=tuple(args.sizes), runs=args.runs, context_scale=args.context_scale,
                         threads=args.threads, device=args.device,
                         backends=tuple(args.backends), ratio_rounds=args.ratio_rounds,
                         batch=args.batch, exact_runs=args.exact_runs)
@@ -219,12 +220,12 @@ def cmd_thermal(args) -> int:
     return EXIT_OK
 
 
-def _size(text: str) -> tuple[int, int]:
+def _size(text: str) -> Size:
+    """The one size parser of the command line: "WxH" -> Size (an argparse type)."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, got {text!r}") from None
-    return w, h
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_calibrate(args) -> int:
@@ -242,9 +243,8 @@ def cmd_calibrate(args) -> int:
         for name in skipped:
             print(f"skipped (no partner): {name}", file=sys.stderr)
     if args.points is not None:
-        sizes = [(p[0].shape[1], p[0].shape[0], p[1].shape[1], p[1].shape[0]) for p in pairs]
-        th = args.thermal_size or (sizes[0][:2] if sizes else None)
-        rgb = args.rgb_size or (sizes[0][2:] if sizes else None)
+        th = args.thermal_size or (Size.of(pairs[0][0]) if pairs else None)
+        rgb = args.rgb_size or (Size.of(pairs[0][1]) if pairs else None)
         if th is None or rgb is None:
             print("lutfuse calibrate: error: --points needs --thermal-size and --rgb-size "
                   "(or --ir/--vis pairs to take them from)", file=sys.stderr)
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("bench", help="time the forward pass stage by stage")
-    p.add_argument("--sizes", nargs="+", default=["640x480", "1280x1024"], help="WxH")
+    p.add_argument("--sizes", nargs="+", type=_size, default=list(DEFAULT_SIZES), help="WxH")
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--context-scale", type=float, default=None,
                    help="context_scale of fast mode (default: the FusionConfig default)")

@@ -27,8 +27,8 @@ ENGINES = ("onnxruntime", "opencv")
 
 def pairs(full: bool, shared: Path | None):
     """(name, ir, vis): synthetic pairs, then real test pairs when the data is there."""
-    for seed, size in ((0, (120, 160)), (1, (120, 160)), (2, (480, 640))):
-        ir, vis = synthetic_pair(seed=seed, size=size)
+    for seed, shape in ((0, (120, 160)), (1, (120, 160)), (2, (480, 640))):
+        ir, vis = synthetic_pair(seed=seed, shape=shape)
         yield f"synthetic{seed}", ir, vis
     for name in ("MSRS_test", "RoadScene_test"):
         root = shared / "data" / "ivif" / name if shared else None

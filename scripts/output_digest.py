@@ -88,7 +88,7 @@ def pipeline_cases(models: dict) -> dict[str, str]:
                 pipe = FramePipeline(Fuser(models["default"]), pre, enc)
                 h = hashlib.sha256()
                 for seed in range(6):
-                    ir8, rgb = synthetic_pair(seed=seed, size=(240, 320))
+                    ir8, rgb = synthetic_pair(seed=seed, shape=(240, 320))
                     noise = np.random.default_rng(seed).integers(0, 30, ir8.shape)
                     ir16 = (ir8.astype(np.uint16) * 40 + 18000 + noise).astype(np.uint16)
                     ir16 = ir16[::2, ::2].copy() if name != "resize" else ir16[:192, :256].copy()

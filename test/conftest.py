@@ -59,7 +59,7 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def pair() -> tuple[np.ndarray, np.ndarray]:
     """A procedural 96x128 (IR, RGB) pair."""
-    return synthetic_pair(seed=3, size=(96, 128))
+    return synthetic_pair(seed=3, shape=(96, 128))
 
 
 @pytest.fixture(scope="session")

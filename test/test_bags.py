@@ -44,7 +44,7 @@ def write_bag(path: Path, frames: int = 6, storage=StoragePlugin.MCAP, compresse
         cv = w.add_connection("/rgb/image", (CompressedImage if compressed else Image).__msgtype__,
                               typestore=TS)
         for k in range(frames):
-            ir, rgb = synthetic_pair(seed=k, size=(96, 128))
+            ir, rgb = synthetic_pair(seed=k, shape=(96, 128))
             counts = ir.astype(np.uint16) * 50 + 10000
             t = 10**9 + k * 100_000_000
             w.write(ct, t, TS.serialize_cdr(image(counts, "mono16", t + thermal_lag_ns, "th"),

@@ -17,8 +17,9 @@ import yaml
 
 from conftest import SHARED
 from lutfuse_ros.core.calibration import (CalibrationError, alignment_score, check_rig,
-                                          corner_error, estimate_homography,
-                                          homography_from_points, write_calibration)
+                                          estimate_homography, homography_from_points,
+                                          write_calibration)
+from lutfuse_ros.core.geometry import corner_error
 from lutfuse_ros.core.imageio import write_image
 from lutfuse_ros.core.preprocess import Registration, RegistrationError
 from lutfuse_ros.core.preprocess import ThermalAGC
@@ -33,7 +34,7 @@ def procedural_rig(seed: int, thermal_size=(320, 256), pairs=3, counts16=False):
     h_true = random_thermal_view(RGB_SIZE, thermal_size, rng)
     out = []
     for k in range(pairs):
-        ir, vis = synthetic_pair(seed=100 * seed + k, size=(RGB_SIZE[1], RGB_SIZE[0]))
+        ir, vis = synthetic_pair(seed=100 * seed + k, shape=(RGB_SIZE[1], RGB_SIZE[0]))
         out.append((reimage_thermal(ir, h_true, thermal_size, counts16=counts16, rng=rng), vis))
     return out, h_true
 

@@ -22,7 +22,7 @@ def lutfuse(*args, cwd=None):
 
 def make_folders(root, n=2):
     for i in range(n):
-        ir, vis = synthetic_pair(seed=i, size=(64, 96))
+        ir, vis = synthetic_pair(seed=i, shape=(64, 96))
         write_image(root / "ir" / f"p{i}.png", ir)
         write_image(root / "vis" / f"p{i}.png", vis)
     return root / "ir", root / "vis"

@@ -126,7 +126,7 @@ def model():
 
 @pytest.mark.parametrize("k", [1, 4, 16])
 def test_box_average_equals_the_numba_kernel(lib, k):
-    ir, vis = synthetic_pair(seed=4, size=(64, 96))
+    ir, vis = synthetic_pair(seed=4, shape=(64, 96))
     want = np.empty((1, 64 // k, 96 // k, 4), np.float32)
     kernels.box_downsample_rgb_ir(vis, ir, 0, 2, k, want)
     for blocks in (False, True):
@@ -135,7 +135,7 @@ def test_box_average_equals_the_numba_kernel(lib, k):
 
 
 def test_gradient_rows_equal_the_numba_kernels_row_extremes(lib):
-    _, vis = synthetic_pair(seed=5, size=(48, 80))
+    _, vis = synthetic_pair(seed=5, shape=(48, 80))
     y, g = np.empty((48, 80), np.float32), np.empty((48, 80), np.float32)
     lo, hi = np.empty(48, np.float32), np.empty(48, np.float32)
     kernels.luma_from_rgb(vis, 0, 2, y)
@@ -145,12 +145,12 @@ def test_gradient_rows_equal_the_numba_kernels_row_extremes(lib):
     np.testing.assert_allclose(got_hi[0], hi, atol=1e-6)
 
 
-@pytest.mark.parametrize("size, k", [((64, 96), 16), ((70, 90), 8), ((48, 64), 1)])
-def test_fused_kernels_fuse_as_the_numpy_backend(lib, model, size, k):
+@pytest.mark.parametrize("shape, k", [((64, 96), 16), ((70, 90), 8), ((48, 64), 1)])
+def test_fused_kernels_fuse_as_the_numpy_backend(lib, model, shape, k):
     """Colour (RGB and BGR), grey and a batch of two, sizes that are not a multiple of k."""
     scale = 1.0 / k
     ref = Fuser(model, FusionConfig(exact=k == 1, context_scale=scale if k > 1 else 0.0625))
-    pairs = [synthetic_pair(seed=s, size=size) for s in (7, 8)]
+    pairs = [synthetic_pair(seed=s, shape=shape) for s in (7, 8)]
     irs = np.stack([p[0] for p in pairs])
     viss = np.stack([p[1] for p in pairs])
     got = fuse(lib, model, viss, irs, k)

@@ -163,7 +163,7 @@ def test_fused_stream_equals_the_core_output_byte_for_byte(harness):
     shared data is present; the node and a local pipeline see the same sequence."""
     sequence = []
     for seed in range(3):  # thermal 96x128 mono16 -> RGB 120x160 bgr8
-        ir, rgb = synthetic_pair(seed=seed, size=(120, 160))
+        ir, rgb = synthetic_pair(seed=seed, shape=(120, 160))
         counts = (ir[::5, ::5].repeat(4, 0).repeat(4, 1).astype(np.uint16) * 50 + 9000)
         sequence.append((numpy_to_image(counts, "mono16"),
                          numpy_to_image(np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8")))
@@ -212,8 +212,8 @@ def test_diagnostics_say_where_each_pair_spends_its_time(harness):
     assert all(v >= 0 for v in timing.values()) and timing["lookup+to_rgb (ms)"] > 0
 
 
-def stream_pair(size=(96, 128)):
-    ir, rgb = synthetic_pair(seed=7, size=size)
+def stream_pair(shape=(96, 128)):
+    ir, rgb = synthetic_pair(seed=7, shape=shape)
     return numpy_to_image(ir, "mono8"), numpy_to_image(rgb, "rgb8")
 
 
@@ -370,7 +370,7 @@ def test_status_message_reports_model_inputs_and_the_newest_frame(harness):
     if FusionStatus is None:
         pytest.skip("lutfuse_ros messages not built here (pip install): scripts/test.sh runs "
                     "this test from the colcon install space (scripts/colcon_build.sh)")
-    ir, rgb = synthetic_pair(seed=4, size=(96, 128))
+    ir, rgb = synthetic_pair(seed=4, shape=(96, 128))
     counts = ir.astype(np.uint16) * 40 + 20_000  # 16-bit thermal: the AGC range is in counts
     clear(harness)
     with harness.lock:
@@ -453,14 +453,14 @@ def test_calibrate_service_estimates_writes_and_swaps_the_registration(harness, 
     registration in through registration.calibration_file (refuse-or-swap)."""
     from std_srvs.srv import Trigger
 
-    from lutfuse_ros.core.calibration import corner_error
+    from lutfuse_ros.core.geometry import corner_error
     from lutfuse_ros.core.synthetic import random_thermal_view, reimage_thermal
 
     thermal_size = (320, 256)
     h_true = random_thermal_view((640, 480), thermal_size, np.random.default_rng(0))
     frames = []
     for seed in range(3):
-        ir, rgb = synthetic_pair(seed=100 + seed, size=(480, 640))
+        ir, rgb = synthetic_pair(seed=100 + seed, shape=(480, 640))
         frames.append((numpy_to_image(reimage_thermal(ir, h_true, thermal_size), "mono8"),
                        numpy_to_image(rgb, "rgb8")))
     out = tmp_path / "rig.yaml"

@@ -32,7 +32,7 @@ def differ(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
 
 
 def pairs(count_real: int = 2):
-    out = [synthetic_pair(seed=s, size=(120, 160)) for s in range(2)]
+    out = [synthetic_pair(seed=s, shape=(120, 160)) for s in range(2)]
     root = ROOT.parent / "shared" / "data" / "ivif" / "MSRS_test"
     if root.exists():
         for _, ir_p, vis_p in match_pairs(root / "ir", root / "vis").pairs[:count_real]:
@@ -75,7 +75,7 @@ from lutfuse_ros.core import Fuser, FusionConfig
 from lutfuse_ros.core.synthetic import synthetic_pair
 from lutfuse_ros.stream.pipeline import FramePipeline  # the node's path, too
 fuser = Fuser()
-ir, vis = synthetic_pair(seed=5, size=(120, 160))
+ir, vis = synthetic_pair(seed=5, shape=(120, 160))
 np.save(sys.argv[1], fuser.fuse(ir, vis))
 try:
     Fuser(config=FusionConfig(context_engine="torch"))
@@ -92,7 +92,7 @@ def test_runtime_fuses_without_torch(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "context net on onnxruntime" in res.stdout
     assert "refused: context engine 'torch' needs the Python package torch" in res.stdout
-    ir, vis = synthetic_pair(seed=5, size=(120, 160))
+    ir, vis = synthetic_pair(seed=5, shape=(120, 160))
     np.testing.assert_array_equal(np.load(out), Fuser().fuse(ir, vis))
 
 

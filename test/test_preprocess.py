@@ -158,7 +158,7 @@ def test_stable_normaliser_softens_the_jump_when_an_edge_enters():
     """A high-contrast block enters a dark scene from the left: with the per-image range the
     static right part of the frame jumps at once; the stable range spreads the change over
     frames (benchmarks/gradient_normaliser.py measures it on a real scene)."""
-    ir, vis = synthetic_pair(seed=1, size=(240, 320), night=True)
+    ir, vis = synthetic_pair(seed=1, shape=(240, 320), night=True)
     # The authors' table leans on the gradient axis more than ours: the effect shows best.
     fuser = Fuser(load_model(official_model_path()))
 

@@ -53,7 +53,7 @@ def camera_frames(count: int):
     """Thermal mono16 + RGB rgb8 messages of distinct scenes."""
     frames = []
     for k in range(count):
-        ir, rgb = synthetic_pair(seed=20 + k, size=(96, 128), night=bool(k % 2))
+        ir, rgb = synthetic_pair(seed=20 + k, shape=(96, 128), night=bool(k % 2))
         frames.append((numpy_to_image(ir.astype(np.uint16) * 60 + 8000, "mono16"),
                        numpy_to_image(rgb, "rgb8")))
     return frames
@@ -166,7 +166,7 @@ def test_recorder_takes_compressed_topics(rclpy_session, tmp_path):
         time.sleep(0.3)
         k = 0
         while proc.poll() is None and k < 200:
-            ir, rgb = synthetic_pair(seed=k % 5, size=(96, 128))
+            ir, rgb = synthetic_pair(seed=k % 5, shape=(96, 128))
             stamp = 80 * 10**9 + k * 100_000_000
             for pub, fmt, img in ((pub_t, ".png", ir.astype(np.uint16) * 60 + 8000),
                                   (pub_v, ".jpg", rgb[:, :, ::-1])):

@@ -91,7 +91,7 @@ class Cameras(SpinningNode):
 
     def __init__(self, namespaces: list[str]) -> None:
         super().__init__("lutfuse_tools_test")
-        ir, vis = synthetic_pair(seed=5, size=(96, 128))
+        ir, vis = synthetic_pair(seed=5, shape=(96, 128))
         self.images = (numpy_to_image(ir, "mono8"), numpy_to_image(vis, "rgb8"))
         self.pubs, self.fused, self.status = {}, {}, {}
         for ns in namespaces:

@@ -44,8 +44,8 @@ def max_abs_diff(a, b):
     return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
 
 
-def frames(count, size=(96, 128)):
-    return [synthetic_pair(seed=s, size=size) for s in range(count)]
+def frames(count, shape=(96, 128)):
+    return [synthetic_pair(seed=s, shape=shape) for s in range(count)]
 
 
 def test_upsampled_context_equals_the_numpy_backends_taps():
@@ -76,7 +76,7 @@ def test_gradient_rows_equal_the_numpy_kernels_row_extremes(pair):
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_a_batch_fuses_as_its_frames_one_by_one(model, backend):
     fuser = Fuser(model, FusionConfig(backend=backend, context_scale=0.25))
-    pairs = frames(3) + frames(2, size=(64, 80))  # two runs of one size each
+    pairs = frames(3) + frames(2, shape=(64, 80))  # two runs of one size each
     fused = fuser.fuse_batch([p[0] for p in pairs], [p[1] for p in pairs], batch_size=2)
     assert [f.shape for f in fused] == [p[1].shape for p in pairs]
     for (ir, vis), f in zip(pairs, fused):
@@ -126,7 +126,7 @@ def test_cuda_graph_equals_the_numpy_backend_and_the_eager_pass(model, kernels_n
     numpy_fuser = Fuser(model, FusionConfig(exact=exact))
     graph = gpu(model, kernels_name, exact=exact)
     eager = gpu(model, kernels_name, exact=exact, cuda_graph=False)
-    for ir, vis in frames(3, size=(240, 320)):
+    for ir, vis in frames(3, shape=(240, 320)):
         want = numpy_fuser.fuse(ir, vis)
         assert max_abs_diff(graph.fuse(ir, vis), want) <= 1
         assert max_abs_diff(eager.fuse(ir, vis), want) <= 1
@@ -136,7 +136,7 @@ def test_cuda_graph_equals_the_numpy_backend_and_the_eager_pass(model, kernels_n
 @cuda
 def test_cuda_graph_keeps_channel_orders_grey_and_alpha(model, kernels_name):
     fuser, ref = gpu(model, kernels_name), Fuser(model)
-    ir, vis = synthetic_pair(seed=5, size=(128, 160))
+    ir, vis = synthetic_pair(seed=5, shape=(128, 160))
     bgr = np.ascontiguousarray(vis[:, :, ::-1])
     grey = np.ascontiguousarray(vis[:, :, 1])
     rgba = np.dstack([vis, np.full(ir.shape, 9, np.uint8)])
@@ -151,7 +151,7 @@ def test_cuda_graph_keeps_channel_orders_grey_and_alpha(model, kernels_name):
 def test_cuda_graph_follows_a_streams_gradient_range(model, kernels_name):
     fuser, ref = gpu(model, kernels_name), Fuser(model)
     norm_gpu, norm_cpu = GradientNormaliser("stable"), GradientNormaliser("stable")
-    for ir, vis in frames(5, size=(160, 224)):
+    for ir, vis in frames(5, shape=(160, 224)):
         out = fuser.fuse(ir, vis, gradient=norm_gpu)
         assert max_abs_diff(out, ref.fuse(ir, vis, gradient=norm_cpu)) <= 1
     assert norm_gpu.range == pytest.approx(norm_cpu.range, rel=1e-5, abs=1e-6)
@@ -160,7 +160,7 @@ def test_cuda_graph_follows_a_streams_gradient_range(model, kernels_name):
 @cuda
 def test_cuda_graph_batches_and_size_changes(model, kernels_name):
     fuser, ref = gpu(model, kernels_name), Fuser(model)
-    pairs = frames(6, size=(96, 128)) + frames(2, size=(128, 96))
+    pairs = frames(6, shape=(96, 128)) + frames(2, shape=(128, 96))
     for _ in range(2):
         fused = fuser.fuse_batch([p[0] for p in pairs], [p[1] for p in pairs], batch_size=3)
         for (ir, vis), f in zip(pairs, fused):
@@ -171,7 +171,7 @@ def test_cuda_graph_batches_and_size_changes(model, kernels_name):
 
 @cuda
 def test_cuda_graph_with_an_fp16_context_network(model, kernels_name):
-    ir, vis = synthetic_pair(seed=2, size=(128, 160))
+    ir, vis = synthetic_pair(seed=2, shape=(128, 160))
     fp32 = Fuser(model).fuse(ir, vis)
     fuser = gpu(model, kernels_name, precision="fp16")
     for _ in range(3):

@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory) -> Path:
     """Four procedural pairs in the ``<dir>/{ir,vis}/<name>.png`` layout."""
     root = tmp_path_factory.mktemp("pairs")
     for i in range(4):
-        ir, vis = synthetic_pair(seed=i, size=(96, 128), night=bool(i % 2))
+        ir, vis = synthetic_pair(seed=i, shape=(96, 128), night=bool(i % 2))
         write_image(root / "ir" / f"p{i}.png", ir)
         write_image(root / "vis" / f"p{i}.png", vis)
     return root
@@ -134,7 +134,7 @@ def test_commands_write_a_model_the_core_runs(data_dir, tmp_path):
     assert agc_mismatch(model.metadata, AGCConfig()) is None
     assert "trained with agc.mode 'plateau'" in agc_mismatch(model.metadata,
                                                               AGCConfig(mode="percentile"))
-    ir, vis = synthetic_pair(seed=9, size=(96, 128))
+    ir, vis = synthetic_pair(seed=9, shape=(96, 128))
     for config in (FusionConfig(), FusionConfig(exact=True)):
         out = Fuser(model, config).fuse(ir, vis)
         assert out.shape == (96, 128, 3) and out.dtype == np.uint8

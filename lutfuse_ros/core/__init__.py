@@ -9,7 +9,7 @@ imported here.
 Example:
     >>> from lutfuse_ros.core import Fuser, FusionConfig
     >>> from lutfuse_ros.core.synthetic import synthetic_pair
-    >>> ir, vis = synthetic_pair(size=(120, 160))
+    >>> ir, vis = synthetic_pair(shape=(120, 160))
     >>> Fuser(config=FusionConfig(context_scale=0.125)).fuse(ir, vis).dtype
     dtype('uint8')
 """

@@ -23,7 +23,7 @@ from .model import FusionModel
 from .onnx_context import OnnxContextNet, check_graph, resolve_engine
 from .preprocess import GradientNormaliser
 from .config import FusionConfig
-from .resample import bilinear_taps, context_size
+from .resample import bilinear_taps, context_shape
 from .timing import StageTimer
 
 
@@ -130,7 +130,7 @@ class NumpyBackend:
         buf = self._buffers.get((h, w))
         if buf is None:
             k = self.stride
-            ch, cw = context_size(h, w, k)
+            ch, cw = context_shape(h, w, k)
             ry0, ry1, rwy = bilinear_taps(h, ch, k)
             cx0, cx1, cwx = bilinear_taps(w, cw, k)
             buf = dict(y=np.empty((h, w), np.float32), grad=np.empty((h, w), np.float32),

@@ -43,6 +43,8 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .geometry import (Size, apply_h, corner_error, corners, homography_from_corners,
+                       resize_matrix, similarity, warp_to_rgb)
 
 COARSE_WIDTH = 256        # working width of the RGB image for the coarse search (px)
 FINE_WIDTH = 512          # ... and for the narrowed search
@@ -89,8 +91,8 @@ class CalibrationResult:
     """
 
     homography: np.ndarray
-    thermal_size: tuple[int, int]
-    rgb_size: tuple[int, int]
+    thermal_size: Size
+    rgb_size: Size
     pairs_used: int
     score_before: float
     score_after: float
@@ -195,67 +197,6 @@ def alignment_score(ir_registered: np.ndarray, vis: np.ndarray,
         return 0.0
     return _masked_ncc(orientation_field(to_gray_f32(ir)), orientation_field(to_gray_f32(vv)),
                        mask)
-
-
-# -- geometry ------------------------------------------------------------------------------
-def similarity(scale: float, angle_deg: float, tx: float, ty: float,
-               centre: tuple[float, float]) -> np.ndarray:
-    """3x3: scale and rotate about ``centre`` (thermal px), then put that centre at (tx, ty)."""
-    a = math.radians(angle_deg)
-    c, s = scale * math.cos(a), scale * math.sin(a)
-    cx, cy = centre
-    return np.array([[c, -s, tx - c * cx + s * cy], [s, c, ty - s * cx - c * cy],
-                     [0.0, 0.0, 1.0]])
-
-
-def resize_matrix(src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
-    """3x3 map of pixel coordinates under ``cv2.resize`` from ``src`` to ``dst`` (width, height):
-    pixel centres at integers, ``x' = (x + 0.5) * dst / src - 0.5``. Also the homography of
-    the node's ``resize`` registration (thermal size -> RGB size)."""
-    a, b = dst[0] / src[0], dst[1] / src[1]
-    return np.array([[a, 0.0, 0.5 * a - 0.5], [0.0, b, 0.5 * b - 0.5], [0.0, 0.0, 1.0]])
-
-
-def homography_from_corners(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The homography taking 4 points ``src`` to ``dst`` (:math:`(4, 2)`), in float64
-    (OpenCV's ``getPerspectiveTransform`` rounds to float32: too coarse to differentiate)."""
-    a = np.zeros((8, 8))
-    b = np.asarray(dst, np.float64).ravel()
-    for k, ((x, y), (u, v)) in enumerate(zip(np.asarray(src, np.float64), b.reshape(4, 2))):
-        a[2 * k] = [x, y, 1, 0, 0, 0, -u * x, -u * y]
-        a[2 * k + 1] = [0, 0, 0, x, y, 1, -v * x, -v * y]
-    return np.append(np.linalg.solve(a, b), 1.0).reshape(3, 3)
-
-
-def corners(size: tuple[int, int]) -> np.ndarray:
-    """The four corners (x, y) of a (width, height) image, :math:`(4, 2)` float64."""
-    w, h = size
-    return np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
-
-
-def apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Map :math:`(N, 2)` points through a 3x3 homography."""
-    p = np.c_[pts, np.ones(len(pts))] @ h.T
-    return p[:, :2] / p[:, 2:3]
-
-
-def corner_error(h_est: np.ndarray, h_true: np.ndarray, thermal_size: tuple[int, int]) -> float:
-    """Mean distance (RGB px) of the thermal image's corners mapped by two homographies.
-
-    Example:
-        >>> corner_error(np.eye(3), np.eye(3) + [[0, 0, 2], [0, 0, 0], [0, 0, 0]], (160, 120))
-        2.0
-    """
-    c = corners(thermal_size)
-    return float(np.linalg.norm(apply_h(h_est, c) - apply_h(h_true, c), axis=1).mean())
-
-
-
-
-def warp_to_rgb(ir: np.ndarray, h: np.ndarray, rgb_size: tuple[int, int]) -> np.ndarray:
-    """The thermal image in the RGB pixel grid (0 outside its view), as the node warps it."""
-    return cv2.warpPerspective(ir, h, rgb_size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 # -- the search ----------------------------------------------------------------------------
@@ -405,11 +346,11 @@ def _patch_refine(th_grays: list[np.ndarray], vis_grays: list[np.ndarray], h: np
     # working-frame correspondences -> thermal px -> RGB px
     src_t = apply_h(np.linalg.inv(hw), src_w)
     dst_rgb = apply_h(np.linalg.inv(s_v), dst_w)
-    return fit_model(src_t, dst_rgb, h, thermal_size=(tw, th), threshold=2.0 / f)
+    return fit_model(src_t, dst_rgb, h, thermal_size=Size(tw, th), threshold=2.0 / f)
 
 
 def fit_model(src: np.ndarray, dst: np.ndarray, prior: np.ndarray,
-              thermal_size: tuple[int, int], threshold: float, stiffness: float = 0.05
+              thermal_size: Size, threshold: float, stiffness: float = 0.05
               ) -> tuple[np.ndarray, float, int] | None:
     """A homography fitted to correspondences, kept close to ``prior`` where the points do
     not say otherwise.
@@ -505,22 +446,20 @@ def _dense_refine(th_grays: list[np.ndarray], vis_grays: list[np.ndarray], h0: n
 
 
 def rig_scores(h: np.ndarray, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-               rgb_size: tuple[int, int]) -> list[float]:
+               rgb_size: Size) -> list[float]:
     """:func:`alignment_score` of each pair with the thermal warped by ``h`` (over its
     footprint)."""
-    th_size = (pairs[0][0].shape[1], pairs[0][0].shape[0])
-    footprint = warp_to_rgb(np.full(th_size[::-1], 255, np.uint8), h, rgb_size) > 0
+    footprint = warp_to_rgb(np.full(pairs[0][0].shape, 255, np.uint8), h, rgb_size) > 0
     return [alignment_score(warp_to_rgb(ir, h, rgb_size), vis, footprint) for ir, vis in pairs]
 
 
-def check_rig(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[tuple[int, int],
-                                                                       tuple[int, int]]:
-    """Thermal and RGB (width, height) of a rig; raise :class:`CalibrationError` unless all
-    pairs share them."""
+def check_rig(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[Size, Size]:
+    """Thermal and RGB sizes of a rig; raise :class:`CalibrationError` unless all pairs
+    share them."""
     if not pairs:
         raise CalibrationError("no image pairs to calibrate from")
-    th = {(ir.shape[1], ir.shape[0]) for ir, _ in pairs}
-    rgb = {(v.shape[1], v.shape[0]) for _, v in pairs}
+    th = {Size.of(ir) for ir, _ in pairs}
+    rgb = {Size.of(v) for _, v in pairs}
     if len(th) > 1 or len(rgb) > 1:
         raise CalibrationError(f"image sizes change within the rig (thermal {sorted(th)}, "
                                f"RGB {sorted(rgb)}): one calibration is for one pair of cameras")
@@ -530,7 +469,7 @@ def check_rig(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[tuple[int
     (tw, th_), (w, h) = th.pop(), rgb.pop()
     if min(tw, th_) < 16 or min(w, h) < 32:
         raise CalibrationError(f"images too small to calibrate: thermal {tw}x{th_}, RGB {w}x{h}")
-    return (tw, th_), (w, h)
+    return Size(tw, th_), Size(w, h)
 
 
 def estimate_homography(pairs: Sequence[tuple[np.ndarray, np.ndarray]],

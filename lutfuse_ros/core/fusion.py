@@ -71,7 +71,7 @@ class Fuser:
 
     Example:
         >>> from lutfuse_ros.core.synthetic import synthetic_pair
-        >>> ir, vis_rgb = synthetic_pair(size=(240, 320))     # (H, W) and (H, W, 3) uint8
+        >>> ir, vis_rgb = synthetic_pair(shape=(240, 320))     # (H, W) and (H, W, 3) uint8
         >>> fuser = Fuser(config=FusionConfig(context_scale=0.25))
         >>> fuser.fuse(ir, vis_rgb).shape                      # RGB in, RGB out
         (240, 320, 3)
@@ -187,7 +187,7 @@ class Fuser:
 
         Example:
             >>> from lutfuse_ros.core.synthetic import synthetic_pair
-            >>> pairs = [synthetic_pair(seed=s, size=(64, 96)) for s in range(3)]
+            >>> pairs = [synthetic_pair(seed=s, shape=(64, 96)) for s in range(3)]
             >>> fused = Fuser().fuse_batch([p[0] for p in pairs], [p[1] for p in pairs])
             >>> [f.shape for f in fused]
             [(64, 96, 3), (64, 96, 3), (64, 96, 3)]

@@ -252,7 +252,7 @@ def evaluate(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> dict[str, fl
 
     Example:
         >>> from lutfuse_ros.core.synthetic import synthetic_pair
-        >>> ir, vis = synthetic_pair(size=(64, 64))
+        >>> ir, vis = synthetic_pair(shape=(64, 64))
         >>> a, b = ir.astype(np.float32), to_gray(vis)
         >>> scores = evaluate(np.maximum(a, b), a, b)      # the Max rule
         >>> sorted(scores) == sorted(METRICS), round(scores["SSIM"], 2) > 0.5

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import kernels
 from .errors import ConfigError, InputError
+from .geometry import Size
 from .thermal import (AGC_MODES, TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, check_thermal,
                       compress_tails, equalization_table, histogram_percentiles, range_table)
 
@@ -312,8 +313,8 @@ class Registration:
     mode: str = "resize"
     homography: np.ndarray | None = None
     crop: tuple[int, int, int, int] | None = None
-    thermal_size: tuple[int, int] | None = None
-    rgb_size: tuple[int, int] | None = None
+    thermal_size: Size | None = None
+    rgb_size: Size | None = None
     estimate: dict = field(default_factory=dict)
     _maps: dict = field(default_factory=dict, repr=False)
 
@@ -339,9 +340,9 @@ class Registration:
                     f"got {self.crop}")
             self.crop = tuple(int(v) for v in self.crop)
         if self.thermal_size is not None:
-            self.thermal_size = (int(self.thermal_size[0]), int(self.thermal_size[1]))
+            self.thermal_size = Size(int(self.thermal_size[0]), int(self.thermal_size[1]))
         if self.rgb_size is not None:
-            self.rgb_size = (int(self.rgb_size[0]), int(self.rgb_size[1]))
+            self.rgb_size = Size(int(self.rgb_size[0]), int(self.rgb_size[1]))
 
     @classmethod
     def from_config(cls, config: RegistrationConfig) -> "Registration":
@@ -395,7 +396,7 @@ class Registration:
         except RegistrationError as exc:
             raise RegistrationError(f"calibration file {path}: {exc}") from None
 
-    def __call__(self, ir: np.ndarray, rgb_size: tuple[int, int]) -> np.ndarray:
+    def __call__(self, ir: np.ndarray, rgb_size: Size) -> np.ndarray:
         """Warp ``ir`` (H_t, W_t) uint8 into an (H, W) uint8 image, ``rgb_size`` = (W, H)."""
         th, tw = ir.shape[:2]
         w, h = rgb_size
@@ -521,7 +522,7 @@ class Preprocessor:
                    registration=Registration.from_config(config.registration),
                    gradient=GradientNormaliser.from_config(config.gradient))
 
-    def thermal(self, frame: np.ndarray, rgb_size: tuple[int, int]) -> np.ndarray:
+    def thermal(self, frame: np.ndarray, rgb_size: Size) -> np.ndarray:
         """Raw thermal (H_t, W_t) uint8/uint16 -> registered (H, W) uint8, ``rgb_size`` (W, H)."""
         return self.registration(self.agc(frame), rgb_size)
 

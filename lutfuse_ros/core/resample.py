@@ -30,14 +30,14 @@ def context_stride(context_scale: float) -> int:
     return k
 
 
-def context_size(height: int, width: int, stride: int) -> tuple[int, int]:
-    """Size of the context map of an (height, width) frame: ``(height // k, width // k)``.
+def context_shape(height: int, width: int, stride: int) -> tuple[int, int]:
+    """Shape of the context map of an (height, width) frame: ``(height // k, width // k)``.
 
     Raises:
         FusionInputError: the frame is smaller than 4 context cells in either direction.
 
     Example:
-        >>> context_size(480, 640, 16)
+        >>> context_shape(480, 640, 16)
         (30, 40)
     """
     ch, cw = height // stride, width // stride

@@ -8,12 +8,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .geometry import Size
 
-def synthetic_pair(seed: int = 0, size: tuple[int, int] = (480, 640),
+
+def synthetic_pair(seed: int = 0, shape: tuple[int, int] = (480, 640),
                    night: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One registered pair. Returns ``(ir (H, W) uint8, vis (H, W, 3) uint8 RGB)``."""
+    """One registered pair of ``shape`` (H, W). Returns ``(ir (H, W) uint8, vis (H, W, 3)
+    uint8 RGB)``."""
     rng = np.random.default_rng(seed)
-    h, w = size
+    h, w = shape
     night = bool(rng.integers(2)) if night is None else night
     light = 0.25 if night else 1.0
     vis = np.zeros((h, w, 3), np.float32)
@@ -56,13 +59,13 @@ def synthetic_pair(seed: int = 0, size: tuple[int, int] = (480, 640),
     return (np.clip(ir, 0, 255).astype(np.uint8), np.clip(vis, 0, 255).astype(np.uint8))
 
 
-def demo_pairs(count: int = 4, size: tuple[int, int] = (480, 640)):
+def demo_pairs(count: int = 4, shape: tuple[int, int] = (480, 640)):
     """``count`` pairs alternating day and night: list of ``(name, ir, vis_rgb)``."""
     return [(f"synthetic_{i:02d}_{'night' if i % 2 else 'day'}",
-             *synthetic_pair(seed=i, size=size, night=bool(i % 2))) for i in range(count)]
+             *synthetic_pair(seed=i, shape=shape, night=bool(i % 2))) for i in range(count)]
 
 
-def random_thermal_view(rgb_size: tuple[int, int], thermal_size: tuple[int, int],
+def random_thermal_view(rgb_size: Size, thermal_size: Size,
                         rng: np.random.Generator, coverage: tuple[float, float] = (0.5, 0.9),
                         max_angle_deg: float = 4.0, keystone: float = 0.03) -> np.ndarray:
     """A random thermal camera view inside an RGB image, as a 3x3 thermal -> RGB homography.
@@ -92,7 +95,7 @@ def random_thermal_view(rgb_size: tuple[int, int], thermal_size: tuple[int, int]
 
 
 def reimage_thermal(ir_registered: np.ndarray, h_thermal_to_rgb: np.ndarray,
-                    thermal_size: tuple[int, int], counts16: bool = False,
+                    thermal_size: Size, counts16: bool = False,
                     rng: np.random.Generator | None = None) -> np.ndarray:
     """What a thermal camera with that view would see of a registered IR image.
 

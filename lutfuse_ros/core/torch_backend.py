@@ -25,7 +25,7 @@ from .config import FusionConfig
 from .model import FusionModel
 from .errors import ConfigError
 from .preprocess import GradientNormaliser
-from .resample import context_size
+from .resample import context_shape
 from .timing import StageTimer
 
 MAX_GRAPHS = 8  # sizes kept captured at once (a stream has one; a camera switch adds one)
@@ -216,7 +216,7 @@ class TorchBackend:
         B = 1."""
         if gradient is not None and irs.shape[0] != 1:
             raise ValueError("a stream's gradient range fuses one frame at a time")
-        context_size(*irs.shape[1:], self.stride)  # FusionInputError for frames too small
+        context_shape(*irs.shape[1:], self.stride)  # FusionInputError for frames too small
         torch.set_num_threads(self.threads)
         if self.use_graphs:
             key = (viss.shape, r_ch, b_ch, gradient is not None)

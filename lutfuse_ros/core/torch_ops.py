@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .model import LUT_SCALE
-from .resample import context_size, context_stride
+from .resample import context_shape, context_stride
 
 GRAD_EPS = 1e-8
 _KR, _KG, _KB = 0.299, 0.587, 0.114  # BT.601 luma
@@ -153,19 +153,19 @@ def context_input(rgb255: torch.Tensor, ir255: torch.Tensor, stride: int) -> tor
     return F.avg_pool2d(x, stride) if stride > 1 else x
 
 
-def upsample_context(s: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
+def upsample_context(s: torch.Tensor, shape: tuple[int, int], stride: int) -> torch.Tensor:
     """Bilinear up-sampling of a context map to the frame size, half-pixel centres.
 
     Pixel ``p`` reads cell coordinate ``(p + 0.5) / k - 0.5``, clamped to the first and last
     cell (:func:`~lutfuse_ros.core.resample.bilinear_taps`, which the numpy backend uses):
     ``interpolate`` by ``k``, then the rows and columns past ``h k`` / ``w k`` repeat the last.
 
-    Shape: :math:`(B, 1, h, w)` -> :math:`(B, 1, H, W)`.
+    Shape: :math:`(B, 1, h, w)` -> :math:`(B, 1, H, W)`, ``shape`` = (H, W).
     """
-    if stride == 1 and tuple(s.shape[-2:]) == tuple(size):
+    if stride == 1 and tuple(s.shape[-2:]) == tuple(shape):
         return s
     up = F.interpolate(s, scale_factor=float(stride), mode="bilinear", align_corners=False)
-    pad_h, pad_w = size[0] - up.shape[-2], size[1] - up.shape[-1]
+    pad_h, pad_w = shape[0] - up.shape[-2], shape[1] - up.shape[-1]
     return F.pad(up, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else up
 
 
@@ -186,7 +186,7 @@ def fused_luma(lut: torch.Tensor, context_net: torch.nn.Module, rgb: torch.Tenso
         :math:`(B, 1, H, W)` fused luma, not clamped.
     """
     g = normalise_gradient(sobel_magnitude(y), gradient_range)
-    context_size(y.shape[-2], y.shape[-1], stride)  # raises for frames too small
+    context_shape(y.shape[-2], y.shape[-1], stride)  # raises for frames too small
     x = context_input(rgb * 255.0, ir * 255.0, stride)
     s = context_net(x.half()).float() if half else context_net(x)
     s = upsample_context(s, y.shape[-2:], stride)

@@ -39,14 +39,15 @@ from ..resources import config_file, dds_profile_env
 from ..stream.cdr import image_from_cdr
 from ..stream.codec import image_to_numpy, numpy_to_image
 from ..stream.sync import stamp_to_ns
+from ..core.geometry import Size
 
 
-def demo_frames(count: int, size: tuple[int, int], thermal_size: tuple[int, int] | None = None,
+def demo_frames(count: int, rgb_size: Size, thermal_size: Size | None = None,
                 seed: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
     """``count`` frames (thermal uint16 (Ht, Wt), RGB uint8 (H, W, 3)) of a hot disc crossing
-    a procedural night scene. ``size`` = (H, W) of RGB; thermal may have its own size."""
-    h, w = size
-    ir, vis = synthetic_pair(seed=seed, size=size, night=True)
+    a procedural night scene; the thermal frames may have a size of their own."""
+    w, h = rgb_size
+    ir, vis = synthetic_pair(seed=seed, shape=(h, w), night=True)
     frames = []
     yy, xx = np.mgrid[0:h, 0:w]
     for t in range(count):
@@ -56,9 +57,8 @@ def demo_frames(count: int, size: tuple[int, int], thermal_size: tuple[int, int]
         it[disc] = 245
         vt[disc] = (vt[disc] * 0.6 + 40).astype(np.uint8)
         counts = (it * 40 + 20000).astype(np.uint16)  # radiometric-looking 16-bit counts
-        if thermal_size is not None and thermal_size != size:
-            counts = cv2.resize(counts, (thermal_size[1], thermal_size[0]),
-                                interpolation=cv2.INTER_LINEAR)
+        if thermal_size is not None and tuple(thermal_size) != tuple(rgb_size):
+            counts = cv2.resize(counts, thermal_size, interpolation=cv2.INTER_LINEAR)
         frames.append((counts, vt))
     return frames
 
@@ -77,7 +77,7 @@ class CameraReplayer(Node):
         tw = self.declare_parameter("thermal_width", 0).value or w
         self.duration = self.declare_parameter("duration", 0.0).value
         self.summary = self.declare_parameter("summary", "").value
-        self.frames = demo_frames(60, (h, w), (th, tw))
+        self.frames = demo_frames(60, Size(w, h), Size(tw, th))
         self.pub_t = self.create_publisher(Image, "thermal/image", qos_profile_sensor_data)
         self.pub_v = self.create_publisher(Image, "rgb/image", qos_profile_sensor_data)
         self.pub_i = self.create_publisher(CameraInfo, "rgb/camera_info", 10)
@@ -252,7 +252,7 @@ def stop(*procs: subprocess.Popen) -> None:
             p.wait()
 
 
-def run_demo(seconds: float, out: Path, rate: float = 30.0, size: tuple[int, int] = (240, 320),
+def run_demo(seconds: float, out: Path, rate: float = 30.0, rgb_size: Size = Size(320, 240),
              params_file: Path | None = None) -> dict:
     env = ros_env()
     params_file = params_file or config_file("fusion.yaml")
@@ -265,9 +265,9 @@ def run_demo(seconds: float, out: Path, rate: float = 30.0, size: tuple[int, int
                       f"summary:={summary}"], env)
     time.sleep(1.0)  # let node and receiver subscribe before the first frame
     replay = spawn("lutfuse_ros.ros.demo:replay_main",
-                   ["-p", f"rate:={rate}", "-p", f"height:={size[0]}", "-p", f"width:={size[1]}",
-                    "-p", f"thermal_height:={size[0] * 4 // 5}",
-                    "-p", f"thermal_width:={size[1] * 4 // 5}"], env)
+                   ["-p", f"rate:={rate}", "-p", f"height:={rgb_size.height}", "-p",
+                    f"width:={rgb_size.width}", "-p", f"thermal_height:={rgb_size.height * 4 // 5}",
+                    "-p", f"thermal_width:={rgb_size.width * 4 // 5}"], env)
     try:
         receiver.wait(timeout=seconds + 60)
     except subprocess.TimeoutExpired:

@@ -131,7 +131,7 @@ class FramePipeline:
         >>> def message(a, encoding):   # anything shaped like sensor_msgs/Image
         ...     return SimpleNamespace(encoding=encoding, height=a.shape[0], width=a.shape[1],
         ...                            step=a.strides[0], is_bigendian=0, data=a.tobytes())
-        >>> ir, rgb = synthetic_pair(size=(240, 320))
+        >>> ir, rgb = synthetic_pair(shape=(240, 320))
         >>> pipeline = FramePipeline.from_config(PipelineConfig())
         >>> frame = pipeline(message(ir[::2, ::2].copy(), "mono8"),   # 160x120 thermal
         ...                  message(rgb, "rgb8"))

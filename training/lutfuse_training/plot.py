@@ -6,12 +6,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lutfuse_ros.core.geometry import Size
+
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127)]
 
 
 def line_plot(series: dict[str, tuple[list[float], list[float]]], path: str | Path,
-              title: str, log_y: bool = True, size: tuple[int, int] = (900, 520)) -> None:
+              title: str, log_y: bool = True, size: Size = Size(900, 520)) -> None:
     """One panel, one line per series ``{label: (x, y)}``, written to ``path`` (PNG)."""
     w, h = size
     left, right, top, bottom = 70, 170, 40, 40
