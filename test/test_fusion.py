@@ -81,7 +81,7 @@ def test_read_only_inputs_fuse_like_writable_ones_with_the_same_kernels(model, p
     kernels, so numba never compiles a second, read-only variant at a stream's first frame."""
     from numba import types
 
-    from lutfuse_ros.core import kernels
+    from lutfuse_ros.core import agc_kernels, fusion_kernels
     from lutfuse_ros.core.preprocess import ThermalAGC
 
     ir, vis = pair
@@ -94,8 +94,9 @@ def test_read_only_inputs_fuse_like_writable_ones_with_the_same_kernels(model, p
     counts_view = counts.copy()
     counts_view.flags.writeable = False
     np.testing.assert_array_equal(ThermalAGC()(counts_view), ThermalAGC()(counts))
-    for kernel in (kernels.fuse_lookup, kernels.luma_from_rgb, kernels.box_downsample_rgb_ir,
-                   kernels.count_histogram_u16, kernels.apply_table):
+    for kernel in (fusion_kernels.fuse_lookup, fusion_kernels.luma_from_rgb,
+                   fusion_kernels.box_downsample_rgb_ir, agc_kernels.count_histogram_u16,
+                   agc_kernels.apply_table):
         assert kernel.signatures, kernel
         read_only = [sig for sig in kernel.signatures
                      if any(isinstance(arg, types.Array) and not arg.mutable for arg in sig)]

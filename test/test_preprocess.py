@@ -23,7 +23,7 @@ def test_the_agc_warm_up_prepares_every_kernel_a_stream_calls():
     import subprocess
     import sys
 
-    code = ("from lutfuse_ros.core import kernels\n"
+    code = ("from lutfuse_ros.core import agc_kernels as kernels\n"
             "from lutfuse_ros.core.preprocess import warm_up_agc\n"
             "warm_up_agc()\n"
             "names = ('count_histogram_u16', 'same_else_keep', 'plateau_window_table',\n"

@@ -267,8 +267,9 @@ def test_record_launch_writes_a_bag_that_bag_export_reads(cameras, tmp_path):
 
 def test_the_install_step_compiled_the_numba_cache():
     # A fresh install space starts fusing in ~2 s instead of ~8 s (compiling the kernels).
-    from lutfuse_ros.core import kernels
+    from lutfuse_ros.core import fusion_kernels
 
     log = Path(INSTALL_SPACE).parent / "build.log"
     assert "numba kernels compiled and cached" in log.read_text()
-    assert list((Path(kernels.__file__).parent / "__pycache__").glob("kernels.*.nbi"))
+    cache = Path(fusion_kernels.__file__).parent / "__pycache__"
+    assert list(cache.glob("fusion_kernels.*.nbi")) and list(cache.glob("agc_kernels.*.nbi"))

@@ -199,7 +199,7 @@ def test_the_node_s_compiled_plateau_table_equals_the_numpy_reference():
     import cv2
     from conftest import SHARED
 
-    from lutfuse_ros.core import kernels
+    from lutfuse_ros.core import agc_kernels as kernels
     from lutfuse_ros.core.thermal import (TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, count_histogram,
                                           occupied_span, plateau_table, table_from_window)
 
@@ -233,7 +233,7 @@ def test_the_node_s_compiled_table_smoothing_equals_the_numpy_reference():
     """ThermalAGC smooths each frame's table into its running one, makes the uint8 table and
     finds the mapped count range in one compiled pass; core.thermal's blend_table and
     table_span say what that is. Bit-equal over a drifting sequence, from the first frame."""
-    from lutfuse_ros.core import kernels
+    from lutfuse_ros.core import agc_kernels as kernels
     from lutfuse_ros.core.thermal import blend_table, table_from_window, table_span
 
     rng = np.random.default_rng(5)
@@ -253,7 +253,7 @@ def test_the_node_s_compiled_table_smoothing_equals_the_numpy_reference():
 
 
 def test_a_repeated_frame_is_recognised_and_a_new_one_kept():
-    from lutfuse_ros.core import kernels
+    from lutfuse_ros.core import agc_kernels as kernels
 
     frame = np.random.default_rng(0).integers(0, 65535, (48, 64)).astype(np.uint16)
     kept = frame.copy()

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the torch backend needs torch")
 
 from lutfuse_ros.core import FusionConfig, FusionInputError, Fuser, load_model  # noqa: E402
-from lutfuse_ros.core import kernels, torch_ops  # noqa: E402
+from lutfuse_ros.core import fusion_kernels, torch_ops  # noqa: E402
 from lutfuse_ros.core.preprocess import GradientNormaliser  # noqa: E402
 from lutfuse_ros.core.resample import bilinear_taps  # noqa: E402
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
@@ -66,8 +66,8 @@ def test_gradient_rows_equal_the_numpy_kernels_row_extremes(pair):
     h, w = vis.shape[:2]
     y, g = np.empty((h, w), np.float32), np.empty((h, w), np.float32)
     lo, hi = np.empty(h, np.float32), np.empty(h, np.float32)
-    kernels.luma_from_rgb(vis, 0, 2, y)
-    kernels.sobel_magnitude(y, g, lo, hi)
+    fusion_kernels.luma_from_rgb(vis, 0, 2, y)
+    fusion_kernels.sobel_magnitude(y, g, lo, hi)
     t_lo, t_hi = torch_ops.gradient_rows(torch.from_numpy(vis)[None])
     np.testing.assert_allclose(t_lo[0].numpy(), lo, atol=1e-5)
     np.testing.assert_allclose(t_hi[0].numpy(), hi, atol=1e-5)

@@ -1,6 +1,6 @@
 """What a backend is (:class:`Backend`), and the CPU one, behind :class:`~.fusion.Fuser`.
 
-- :class:`NumpyBackend`: compiled CPU kernels (:mod:`.kernels`) for colour, gradient, lookup
+- :class:`NumpyBackend`: compiled CPU kernels (:mod:`.fusion_kernels`) for colour, gradient, lookup
   and chroma; the context network at ``context_scale`` of the full resolution on a
   :class:`ContextRunner`: ONNX Runtime or OpenCV DNN on the model's ONNX graph (no torch,
   :mod:`.onnx_context`), or torch.
@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from . import kernels
+from . import fusion_kernels
 from .errors import ConfigError
 from .model import FusionModel
 from .onnx_context import OnnxContextNet, check_graph, resolve_engine
@@ -115,7 +115,7 @@ class NumpyBackend:
         engine = resolve_engine(config.context_engine, model)
         self.context: ContextRunner = (TorchContextRunner(model, threads) if engine == "torch"
                                        else OnnxContextRunner(model, engine, threads))
-        self._lut_flat = kernels.lut_along_ir(model.lut).reshape(-1)
+        self._lut_flat = fusion_kernels.lut_along_ir(model.lut).reshape(-1)
         self._buffers: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
     @property
@@ -144,7 +144,7 @@ class NumpyBackend:
                     b_ch: int = 2) -> np.ndarray:
         """Context map :math:`(H // k, W // k)` float32 in (0, 1)."""
         x = self._buffers_for(*ir.shape)["ctx_in"]  # NHWC = channels_last for the network
-        kernels.box_downsample_rgb_ir(vis, ir, r_ch, b_ch, self.stride, x)
+        fusion_kernels.box_downsample_rgb_ir(vis, ir, r_ch, b_ch, self.stride, x)
         return self.context(x)
 
     def run(self, ir: np.ndarray, vis: np.ndarray, r_ch: int, b_ch: int, out: np.ndarray,
@@ -157,11 +157,11 @@ class NumpyBackend:
         buf = self._buffers_for(h, w)
         with timer.stage("colour"):
             if vis.ndim == 3:
-                kernels.luma_from_rgb(vis, r_ch, b_ch, buf["y"])
+                fusion_kernels.luma_from_rgb(vis, r_ch, b_ch, buf["y"])
             else:
-                kernels.luma_from_gray(vis, buf["y"])
+                fusion_kernels.luma_from_gray(vis, buf["y"])
         with timer.stage("gradient"):
-            kernels.sobel_magnitude(buf["y"], buf["grad"], buf["row_min"], buf["row_max"])
+            fusion_kernels.sobel_magnitude(buf["y"], buf["grad"], buf["row_min"], buf["row_max"])
             if gradient is None:
                 g_min, g_max = buf["row_min"].min(), buf["row_max"].max()
             else:
@@ -171,9 +171,9 @@ class NumpyBackend:
         with timer.stage("context"):
             ctx = self.context_map(ir, vis, r_ch, b_ch)
         with timer.stage("lookup+to_rgb"):
-            kernels.fuse_lookup(vis, ir, buf["y"], buf["grad"], np.float32(g_min), g_inv, ctx,
-                                buf["ry0"], buf["ry1"], buf["rwy"], buf["cx0"], buf["cx1"],
-                                buf["cwx"], self._lut_flat, out)
+            fusion_kernels.fuse_lookup(vis, ir, buf["y"], buf["grad"], np.float32(g_min), g_inv,
+                                       ctx, buf["ry0"], buf["ry1"], buf["rwy"], buf["cx0"],
+                                       buf["cx1"], buf["cwx"], self._lut_flat, out)
 
     def run_batch(self, irs: np.ndarray, viss: np.ndarray, r_ch: int, b_ch: int,
                   outs: np.ndarray, timer: StageTimer) -> None:

@@ -9,10 +9,10 @@ every intermediate through memory; these three do it in registers:
   stream's :class:`~.preprocess.GradientNormaliser` reads them; the per-image range is their
   min and max);
 - ``fuse_pixels``: luma, Sobel, normalisation, the context map's bilinear up-sampling, the
-  lookup in the table interpolated along IR (:func:`~.kernels.lut_along_ir`, 8 gathers a
+  lookup in the table interpolated along IR (:func:`~.fusion_kernels.lut_along_ir`, 8 gathers a
   pixel) and the luma change added to each colour channel.
 
-They are the numba kernels of :mod:`.kernels` (the numpy backend) written for a GPU: the same
+They are the numba kernels of :mod:`.fusion_kernels` (the numpy backend) written for a GPU: the same
 float32 operations in the same order, so the two agree to 1 grey level (fused multiply-adds
 round differently). That CPU twin is what CI tests; ``test/test_torch_backend.py`` holds the
 GPU kernels to it where a GPU is present (``scripts/gpu_check.sh``). The context network
@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 import torch
 
-from .kernels import lut_along_ir
+from .fusion_kernels import lut_along_ir
 from .model import FusionModel, LUT_NODES, LUT_SCALE
 
 SOURCE = r"""
@@ -245,7 +245,7 @@ class FusedKernels:
     """The three kernels for one model on one GPU, launched on torch's current stream.
 
     Args:
-        model: its table is interpolated along IR once (:func:`~.kernels.lut_along_ir`).
+        model: its table is interpolated along IR once (:func:`~.fusion_kernels.lut_along_ir`).
         device: a CUDA torch device.
     """
 

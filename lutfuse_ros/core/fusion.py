@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import kernels
+from .fusion_kernels import writable
 from .backends import Backend, NumpyBackend
 from .config import VIS_ORDERS, FusionConfig
 from .errors import ConfigError, FusionInputError
@@ -59,7 +59,7 @@ def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]
             "differ in size: register the thermal image to the visible one first")
     if min(ir.shape) < 4:
         raise FusionInputError(f"images must be at least 4x4 pixels, got {ir.shape}")
-    return kernels.writable(np.ascontiguousarray(ir)), kernels.writable(np.ascontiguousarray(vis))
+    return writable(np.ascontiguousarray(ir)), writable(np.ascontiguousarray(vis))
 
 
 class Fuser:

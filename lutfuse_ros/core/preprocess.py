@@ -15,7 +15,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from . import kernels
+from . import agc_kernels
+from .fusion_kernels import writable
 from .errors import ConfigError, InputError
 from .geometry import Size
 from .thermal import (AGC_MODES, TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, check_thermal,
@@ -203,7 +204,7 @@ class ThermalAGC:
         check_thermal(img)
         if img.dtype == np.uint8:
             return img
-        img = kernels.writable(img)
+        img = writable(img)
         if self.mode != "fixed":
             self._update(img)
         if self.mode in ("fixed", "percentile"):
@@ -212,7 +213,7 @@ class ThermalAGC:
             if self._lut is None or self._lut_key != key:
                 self._lut, self._lut_key = range_table(*key), key
         out = np.empty(img.shape, np.uint8)
-        kernels.apply_table(self._lut, img, out)  # = self._lut[img], ~2.5x faster
+        agc_kernels.apply_table(self._lut, img, out)  # = self._lut[img], ~2.5x faster
         return out
 
     def _update(self, img: np.ndarray) -> None:
@@ -221,8 +222,8 @@ class ThermalAGC:
         if self._last is None or self._last.shape != img.shape:
             self._last, repeated = img.copy(), False
         else:
-            repeated = kernels.same_else_keep(img, self._last)
-        first, last = kernels.count_histogram_u16(img, 2, self._hist)
+            repeated = agc_kernels.same_else_keep(img, self._last)
+        first, last = agc_kernels.count_histogram_u16(img, 2, self._hist)
         window = self._hist[first:last + 1]
         lo, hi = (first + v for v in histogram_percentiles(window, (1.0, 99.0)))
         flat = repeated or hi - lo < self.flat_span
@@ -245,7 +246,7 @@ class ThermalAGC:
         # smooths it into the running table and makes the uint8 one (= thermal.blend_table,
         # thermal.table_span; tested)
         if self.mode == "plateau" and last > first:  # = thermal.plateau_table, compiled
-            start, table = first, kernels.plateau_window_table(
+            start, table = first, agc_kernels.plateau_window_table(
                 window, self.plateau, self.max_gain, TAIL_FENCE, TAIL_SHARE, TAIL_LARGEST)
         elif self.mode == "plateau":
             start, table = 0, np.full(1, 127.5, np.float32)
@@ -254,7 +255,7 @@ class ThermalAGC:
         new = self._table is None
         if new:
             self._table, self._lut = np.empty(65536, np.float32), np.empty(65536, np.uint8)
-        span = kernels.blend_window_table(self._table, table, start, weight, new, self._lut)
+        span = agc_kernels.blend_window_table(self._table, table, start, weight, new, self._lut)
         self.range = (float(span[0]), float(span[1])) if span[0] >= 0 else (lo, hi)
 
 
@@ -279,7 +280,7 @@ def thermal_to_8bit(img: np.ndarray, mode: str = AGCConfig.mode, low: float = AG
 def warm_up_agc() -> None:
     """Compile (or load from numba's cache) the AGC's kernels for 16-bit frames, so the first
     camera frames do not wait: two frames, since the repeated-frame check
-    (``kernels.same_else_keep``) first runs on the second."""
+    (``agc_kernels.same_else_keep``) first runs on the second."""
     agc, counts = ThermalAGC(), np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
     agc(counts)
     agc(counts)

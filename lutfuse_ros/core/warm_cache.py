@@ -1,12 +1,12 @@
 """Compile the numba kernels into numba's on-disk cache now, not at a node's first start.
 
 numba compiles the kernels on first use (~10 s on 2 cores) and caches the machine code next
-to ``kernels.py``. A fresh install space has no cache, so the first ``ros2 launch`` after an
-install would wait; the colcon install step runs this module once instead
-(``python -m lutfuse_ros.core.warm_cache``; CMakeLists.txt), so the cache ships in the install
-space. It fuses dummy frames through the default configuration, colour and grey, which is
-what selects the kernels' signatures (read-only inputs are copied before any kernel,
-``kernels.writable``), and a 16-bit frame through the AGC.
+to ``fusion_kernels.py`` and ``agc_kernels.py``. A fresh install space has no cache, so the
+first ``ros2 launch`` after an install would wait; the colcon install step runs this module
+once instead (``python -m lutfuse_ros.core.warm_cache``; CMakeLists.txt), so the cache ships
+in the install space. It fuses dummy frames through the default configuration, colour and
+grey, which is what selects the kernels' signatures (read-only inputs are copied before any
+kernel, ``fusion_kernels.writable``), and a 16-bit frame through the AGC.
 """
 from __future__ import annotations
 
