@@ -8,7 +8,8 @@ from importlib.metadata import entry_points
 import pytest
 import yaml
 
-from lutfuse_ros.ros.params import BY_NAME, PARAMS, to_markdown, to_yaml
+from lutfuse_ros.ros.param_docs import to_markdown, to_yaml
+from lutfuse_ros.ros.params import BY_NAME, PARAMS, RECORDER_PARAMS
 
 from conftest import ROOT
 
@@ -28,14 +29,16 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def test_fusion_yaml_lists_every_parameter_with_its_default():
     text = (ROOT / "config" / "fusion.yaml").read_text()
-    assert text == to_yaml(), "regenerate: python -m lutfuse_ros.ros.params --yaml"
+    assert text == to_yaml(), "regenerate: python -m lutfuse_ros.ros.param_docs --yaml"
     values = flatten(yaml.safe_load(text)["/**"]["ros__parameters"])
     assert values == {p.name: p.default for p in PARAMS}
 
 
 def test_readme_parameter_table_matches_the_declaration():
     assert to_markdown() in (ROOT / "README.md").read_text(), \
-        "regenerate: python -m lutfuse_ros.ros.params --markdown"
+        "regenerate: python -m lutfuse_ros.ros.param_docs --markdown"
+    assert to_markdown(RECORDER_PARAMS) in (ROOT / "README.md").read_text(), \
+        "regenerate: python -m lutfuse_ros.ros.param_docs --markdown --recorder"
 
 
 def test_xml_launch_file_names_real_executables_parameters_and_files():

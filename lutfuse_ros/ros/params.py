@@ -3,8 +3,9 @@
 Every default comes from the settings dataclasses of the core and the stream layer
 (:class:`NodeSettings` nests them); this table adds what ROS needs: the description, the range,
 read-only flags, choices (the core's own tuples) and what a change at run time rebuilds.
-``config/fusion.yaml`` and the README's parameter table are generated from it (a test checks
-both, and that every declared name maps onto a settings field).
+``config/fusion.yaml`` and the README's parameter tables are generated from it by
+:mod:`.param_docs` (a test checks both, and that every declared name maps onto a settings
+field). The recorder node's own parameters are declared here too (:data:`RECORDER_PARAMS`).
 """
 from __future__ import annotations
 
@@ -277,6 +278,72 @@ PARAMS: tuple[Param, ...] = (
 BY_NAME = {p.name: p for p in PARAMS}
 
 
+# -- the recorder node ------------------------------------------------------------------------
+STORAGES = ("mcap", "sqlite3")
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    """The recorder node's own settings (it also declares the fusion node's, see
+    :data:`PARAMS`, so one params file serves both).
+
+    Example:
+        >>> RecorderSettings.from_values({"bag_path": "/data/b1", "max_pairs": 50}).max_pairs
+        50
+    """
+
+    bag_path: str = ""
+    storage: str = "mcap"
+    rgb_compressed: bool = False
+    thermal_compressed: bool = False
+    min_interval: float = 0.0
+    min_change: float = 0.0
+    max_pairs: int = 0
+    max_duration: float = 0.0
+    max_bytes: int = 0
+    record_status: bool = True
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "RecorderSettings":
+        """Defaults with ``{parameter name: value}`` applied (unknown names: TypeError)."""
+        return dataclasses.replace(cls(), **values)
+
+
+@dataclass(frozen=True)
+class RecorderParam(Param):
+    """A parameter of the recorder node; its default comes from :class:`RecorderSettings`."""
+
+    @property
+    def default(self) -> Any:
+        return getattr(RecorderSettings(), self.name)
+
+
+RECORDER_PARAMS: tuple[RecorderParam, ...] = (
+    RecorderParam("bag_path", "Folder of the new bag (required; must not exist yet).",
+                  read_only=True),
+    RecorderParam("storage", "rosbag2 storage: mcap or sqlite3.", read_only=True,
+                  choices=STORAGES),
+    RecorderParam("rgb_compressed", "Subscribe rgb/image/compressed instead of rgb/image.",
+                  read_only=True),
+    RecorderParam("thermal_compressed", "Subscribe thermal/image/compressed (e.g. 16-bit "
+                  "PNG) instead of thermal/image.", read_only=True),
+    RecorderParam("min_interval", "Seconds between recorded pairs at least (0: every pair).",
+                  read_only=True, range=(0.0, 3600.0)),
+    RecorderParam("min_change", "Skip a pair whose RGB image differs from the last recorded "
+                  "one by less than this mean grey level at 1/8 size (a robot standing "
+                  "still); 0: off.", read_only=True, range=(0.0, 255.0)),
+    RecorderParam("max_pairs", "Stop after this many pairs (0: no limit).", read_only=True,
+                  range=(0, 10_000_000)),
+    RecorderParam("max_duration", "Stop after this many seconds (0: no limit).",
+                  read_only=True, range=(0.0, 1e7)),
+    RecorderParam("max_bytes", "Stop once the bag holds this many bytes of images (0: no "
+                  "limit).", read_only=True, range=(0, 2 ** 62)),
+    RecorderParam("record_status", "Also record the fusion node's fused/status (where the "
+                  "messages were built by colcon).", read_only=True),
+)
+RECORDER_BY_NAME = {p.name: p for p in RECORDER_PARAMS}
+
+
 def rebuilt_by(names: set[str] | list[str]) -> set[str]:
     """What changing the parameters ``names`` rebuilds (a subset of :data:`REBUILDS`).
 
@@ -305,58 +372,11 @@ def descriptor(p: Param) -> "ParameterDescriptor":  # noqa: F821 - imported lazi
     return d
 
 
-def check_choice(name: str, value: Any) -> str | None:
-    """Reason a value is refused, or ``None`` (ranges are enforced by rclpy itself)."""
-    p = BY_NAME.get(name)
+def check_choice(name: str, value: Any,
+                 params: Mapping[str, Param] | None = None) -> str | None:
+    """Reason a value is refused, or ``None`` (ranges are enforced by rclpy itself);
+    ``params``: the table it is declared in (default: the fusion node's)."""
+    p = (BY_NAME if params is None else params).get(name)
     if p is not None and p.choices is not None and value not in p.choices:
         return f"{name} must be one of {p.choices}, got {value!r}"
     return None
-
-
-def _yaml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_yaml_value(x) for x in v) + "]"
-    return repr(v)
-
-
-def to_yaml() -> str:
-    """``config/fusion.yaml``: every parameter with its default and description."""
-    import textwrap
-
-    out = ["# lutfuse_ros fusion node parameters: every parameter with its default.",
-           "# Generated from lutfuse_ros/ros/params.py (python -m lutfuse_ros.ros.params --yaml);",
-           "# a test keeps the two equal. Copy this file to change values for a robot.",
-           "/**:", "  ros__parameters:"]
-    groups: dict[str, list[Param]] = {}
-    for p in PARAMS:
-        groups.setdefault(p.name.split(".")[0] if "." in p.name else "", []).append(p)
-    for group, params in groups.items():
-        indent = "    " if not group else "      "
-        if group:
-            out.append(f"    {group}:")
-        for p in params:
-            note = p.description + (" [read-only]" if p.read_only else "") + \
-                (f" Range {p.range[0]:g}..{p.range[1]:g}." if p.range else "")
-            out += [indent + "# " + line for line in textwrap.wrap(note, 92 - len(indent))]
-            out.append(f"{indent}{p.name.split('.')[-1]}: {_yaml_value(p.default)}")
-    return "\n".join(out) + "\n"
-
-
-def to_markdown() -> str:
-    """The README's parameter table."""
-    rows = ["| parameter | default | description |", "|---|---|---|"]
-    for p in PARAMS:
-        note = p.description + (" Read-only." if p.read_only else "") + \
-            (f" Range {p.range[0]:g}..{p.range[1]:g}." if p.range else "")
-        rows.append(f"| `{p.name}` | `{_yaml_value(p.default)}` | {note} |")
-    return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":
-    import sys
-
-    print(to_markdown() if "--markdown" in sys.argv else to_yaml(), end="")

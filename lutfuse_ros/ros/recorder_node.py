@@ -9,20 +9,14 @@ node's, from the same params file) go into the bag as a ``std_msgs/String`` JSON
 ``/lutfuse/recording_config``; ``rgb/camera_info`` is recorded as it comes, and so is the
 fusion node's ``fused/status`` (``record_status``, where the messages were built by colcon).
 
-Parameters: ``bag_path`` (required, must not exist), ``storage`` (mcap|sqlite3),
-``rgb_compressed`` (subscribe ``rgb/image/compressed`` instead of ``rgb/image``),
-``thermal_compressed`` (``thermal/image/compressed``, e.g. 16-bit PNG),
-``min_interval`` (s between recorded pairs), ``min_change`` (skip a pair whose RGB differs
-from the last recorded one by less than this mean grey level at 1/8 size; 0: off),
-``max_pairs``, ``max_duration`` (s),
-``max_bytes`` (0: no limit; the recorder stops at the first limit reached),
-``record_status`` (default true), ``sync.*``.
+Parameters: :data:`~.params.RECORDER_PARAMS` (declared with descriptors, ranges and
+choices; the README's table is generated from them), and the fusion node's (``sync.*`` is
+used here).
 """
 from __future__ import annotations
 
 import json
 import os
-import struct
 import time
 from pathlib import Path
 
@@ -34,22 +28,24 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..stream.bagio import lutfuse_typestore
-from ..stream.codec import image_to_numpy
+from ..stream.cdr import header_from_cdr
+from ..stream.codec import ImageDecodeError, image_to_numpy
 from .interfaces import FusionStatus
-from .params import PARAMS, NodeSettings
-from ..stream.sync import RGB, THERMAL, ApproximateTimePolicy
+from .params import (PARAMS, RECORDER_BY_NAME, RECORDER_PARAMS, NodeSettings, RecorderSettings,
+                     check_choice, descriptor)
+from ..stream.sync import RGB, THERMAL, ApproximateTimePolicy, stamp_to_ns
 from ..core.errors import ConfigError, LutfuseError
 
 CONFIG_TOPIC = "/lutfuse/recording_config"
 
 
 def cdr_stamp_ns(raw: bytes) -> int:
-    """Header stamp of a serialised message whose first field is ``std_msgs/Header``."""
-    if len(raw) < 12:
-        raise ValueError("message too short for a header")
-    endian = "<" if raw[1] == 1 else ">"
-    sec, nanosec = struct.unpack_from(endian + "iI", raw, 4)
-    return sec * 1_000_000_000 + nanosec
+    """Header stamp (ns) of a serialised message whose first field is ``std_msgs/Header``.
+
+    Raises:
+        ImageDecodeError: not plain CDR, or too short for a header.
+    """
+    return stamp_to_ns(header_from_cdr(raw).stamp)
 
 
 class RecorderNode(Node):
@@ -57,35 +53,34 @@ class RecorderNode(Node):
         super().__init__("lutfuse_recorder")
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        p = {name: self.declare_parameter(name, default).value for name, default in (
-            ("bag_path", ""), ("storage", "mcap"), ("rgb_compressed", False),
-            ("thermal_compressed", False),
-            ("min_interval", 0.0), ("min_change", 0.0), ("max_pairs", 0), ("max_duration", 0.0),
-            ("max_bytes", 0), ("record_status", True))}
-        # The fusion node's parameters, so a params file shared by both is accepted and the
-        # preprocessing in use is recorded beside the images.
-        for spec in PARAMS:
-            if spec.name not in p:
-                p[spec.name] = self.declare_parameter(spec.name, spec.default).value
-        self.p = p
-        if not p["bag_path"]:
+        # Its own parameters, then the fusion node's: a params file shared by both is
+        # accepted, and the preprocessing in use is recorded beside the images.
+        values = {}
+        for spec in RECORDER_PARAMS + PARAMS:
+            values[spec.name] = self.declare_parameter(spec.name, spec.default,
+                                                       descriptor(spec)).value
+            reason = check_choice(spec.name, values[spec.name],
+                                  RECORDER_BY_NAME if spec in RECORDER_PARAMS else None)
+            if reason:
+                raise ConfigError(reason)
+        self.settings = s = RecorderSettings.from_values(
+            {spec.name: values[spec.name] for spec in RECORDER_PARAMS})
+        if not s.bag_path:
             raise ConfigError("parameter bag_path is required (a folder that does not exist yet)")
-        path = Path(p["bag_path"])
+        path = Path(s.bag_path)
         if path.exists():
             raise ConfigError(f"bag_path {path} exists already: rosbag2 writes a new folder")
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise ConfigError(f"bag_path {path}: folder {path.parent} is missing or not writable")
-        storage = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(p["storage"])
-        if storage is None:
-            raise ConfigError(f"storage must be mcap or sqlite3, got {p['storage']!r}")
+        storage = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[s.storage]
         self.typestore = lutfuse_typestore()
         self.writer = Writer(path, version=8, storage_plugin=storage)
         self.writer.open()
-        rgb_type = CompressedImage if p["rgb_compressed"] else Image
-        rgb_topic = "rgb/image/compressed" if p["rgb_compressed"] else "rgb/image"
+        rgb_type = CompressedImage if s.rgb_compressed else Image
+        rgb_topic = "rgb/image/compressed" if s.rgb_compressed else "rgb/image"
         ts = self.typestore
-        th_type = CompressedImage if p["thermal_compressed"] else Image
-        th_topic = "thermal/image/compressed" if p["thermal_compressed"] else "thermal/image"
+        th_type = CompressedImage if s.thermal_compressed else Image
+        th_topic = "thermal/image/compressed" if s.thermal_compressed else "thermal/image"
         self.conns = {
             THERMAL: self.writer.add_connection(self.resolve_topic_name(th_topic),
                                                 f"sensor_msgs/msg/{th_type.__name__}",
@@ -97,12 +92,12 @@ class RecorderNode(Node):
                                                     "sensor_msgs/msg/CameraInfo", typestore=ts)
         config_conn = self.writer.add_connection(CONFIG_TOPIC, "std_msgs/msg/String",
                                                  typestore=ts)
-        config = dict(p, thermal_topic=self.conns[THERMAL].topic,
+        config = dict(values, thermal_topic=self.conns[THERMAL].topic,
                       rgb_topic=self.conns[RGB].topic)
         msg = ts.types["std_msgs/msg/String"](data=json.dumps(config, default=list))
         self.writer.write(config_conn, time.time_ns(), ts.serialize_cdr(msg,
                                                                       "std_msgs/msg/String"))
-        fusion_settings = NodeSettings.from_values({q.name: p[q.name] for q in PARAMS})
+        fusion_settings = NodeSettings.from_values({q.name: values[q.name] for q in PARAMS})
         self.sync = ApproximateTimePolicy.from_config(fusion_settings.sync)
         self.pairs = 0
         self.bytes = 0
@@ -118,10 +113,10 @@ class RecorderNode(Node):
                                  qos_profile_sensor_data, raw=True)
         self.create_subscription(CameraInfo, "rgb/camera_info", self._on_info,
                                  qos_profile_sensor_data, raw=True)
-        self._subscribe_status(p["record_status"])
+        self._subscribe_status(s.record_status)
         self.get_logger().info(f"recording {self.resolve_topic_name(th_topic)} + "
                                f"{self.resolve_topic_name(rgb_topic)} pairs into {path} "
-                               f"({p['storage']})")
+                               f"({s.storage})")
 
     def _subscribe_status(self, wanted: bool) -> None:
         """fused/status beside the images (a dashboard's view of the recording session)."""
@@ -153,21 +148,21 @@ class RecorderNode(Node):
             return
         try:
             stamp = cdr_stamp_ns(raw)
-        except ValueError as exc:
+        except ImageDecodeError as exc:
             self.get_logger().warning(f"message skipped: {exc}", throttle_duration_sec=1.0)
             return
         pair = self.sync.add(topic, stamp, raw)
         if pair is None:
             return
         if self.last_pair_ns is not None and \
-                pair.rgb_stamp_ns - self.last_pair_ns < self.p["min_interval"] * 1e9:
+                pair.rgb_stamp_ns - self.last_pair_ns < self.settings.min_interval * 1e9:
             self.skipped += 1  # decimation
             return
-        if self.p["min_change"] > 0:  # skip near-duplicates (robot standing still)
+        if self.settings.min_change > 0:  # skip near-duplicates (robot standing still)
             thumb = self._thumbnail(pair.rgb)
             if self.last_thumb is not None and thumb is not None and \
                     thumb.shape == self.last_thumb.shape and \
-                    float(np.abs(thumb - self.last_thumb).mean()) < self.p["min_change"]:
+                    float(np.abs(thumb - self.last_thumb).mean()) < self.settings.min_change:
                 self.skipped += 1
                 return
             self.last_thumb = thumb
@@ -175,10 +170,10 @@ class RecorderNode(Node):
         self._write(self.conns[THERMAL], pair.thermal_stamp_ns, pair.thermal)
         self._write(self.conns[RGB], pair.rgb_stamp_ns, pair.rgb)
         self.pairs += 1
-        p = self.p
-        if (p["max_pairs"] and self.pairs >= p["max_pairs"]) or \
-                (p["max_duration"] and time.monotonic() - self.t0 >= p["max_duration"]) or \
-                (p["max_bytes"] and self.bytes >= p["max_bytes"]):
+        s = self.settings
+        if (s.max_pairs and self.pairs >= s.max_pairs) or \
+                (s.max_duration and time.monotonic() - self.t0 >= s.max_duration) or \
+                (s.max_bytes and self.bytes >= s.max_bytes):
             self.get_logger().info(f"limit reached after {self.pairs} pairs: closing the bag")
             self.close()
 
@@ -187,13 +182,13 @@ class RecorderNode(Node):
         from rclpy.serialization import deserialize_message
 
         try:
-            if self.p["rgb_compressed"]:
+            if self.settings.rgb_compressed:
                 msg = deserialize_message(raw, CompressedImage)
                 img = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8),
                                    cv2.IMREAD_REDUCED_GRAYSCALE_8)
                 return None if img is None else img.astype(np.float32)
             img = image_to_numpy(deserialize_message(raw, Image))
-        except ValueError:
+        except ImageDecodeError:
             return None
         small = img[::8, ::8].astype(np.float32)
         return small.mean(axis=2) if small.ndim == 3 else small

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.preprocess import Preprocessor
-from .codec import ImageDecodeError, image_to_numpy
+from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageDecodeError, image_to_numpy
 from .sync import RGB, THERMAL, ApproximateTimePolicy, SyncConfig, stamp_to_ns
 from ..core.errors import LutfuseError
 
@@ -81,7 +81,7 @@ def _visible_rgb(msg, compressed: bool) -> np.ndarray:
         if img is None:
             raise ImageDecodeError(f"compressed visible image ({msg.format!r}) does not decode")
         return np.ascontiguousarray(img[:, :, ::-1])
-    arr = image_to_numpy(msg, ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"))
+    arr = image_to_numpy(msg, VISIBLE_ENCODINGS)
     if arr.ndim == 2:
         return np.repeat(arr[:, :, None], 3, axis=2)
     rgb = arr[:, :, :3] if msg.encoding.startswith("rgb") else arr[:, :, 2::-1]
@@ -95,7 +95,7 @@ def _thermal(msg, compressed: bool) -> np.ndarray:
         if img is None:
             raise ImageDecodeError(f"compressed thermal image ({msg.format!r}) does not decode")
         return img if img.ndim == 2 else cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
-    return np.ascontiguousarray(image_to_numpy(msg, ("mono8", "mono16", "8UC1", "16UC1")))
+    return np.ascontiguousarray(image_to_numpy(msg, THERMAL_ENCODINGS))
 
 
 def _mcap_file(bag: Path) -> Path | None:

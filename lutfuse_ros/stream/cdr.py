@@ -96,6 +96,23 @@ class _Reader:
         return text
 
 
+def header_from_cdr(buf: bytes | memoryview) -> CdrHeader:
+    """The ``std_msgs/Header`` at the start of a serialized message (an ``Image``, a
+    ``CompressedImage``, ...), without reading the rest.
+
+    Example:
+        >>> import numpy as np
+        >>> raw = image_to_cdr(np.zeros((2, 2), np.uint8), "mono8", CdrHeader(Stamp(3, 7), "f"))
+        >>> header_from_cdr(raw)
+        CdrHeader(stamp=Stamp(sec=3, nanosec=7), frame_id='f')
+
+    Raises:
+        ImageDecodeError: not plain CDR, or too short for a header.
+    """
+    r = _Reader(buf)
+    return CdrHeader(Stamp(r.i32(), r.u32()), r.string())
+
+
 def image_from_cdr(buf: bytes | memoryview) -> CdrImage:
     """Read a serialized ``sensor_msgs/Image`` (what a ``raw=True`` subscription delivers).
 
@@ -111,7 +128,7 @@ def image_from_cdr(buf: bytes | memoryview) -> CdrImage:
         ImageDecodeError: not plain CDR, or truncated before the end of ``data``.
     """
     r = _Reader(buf)
-    header = CdrHeader(Stamp(r.i32(), r.u32()), r.string())
+    header = CdrHeader(Stamp(r.i32(), r.u32()), r.string())  # = header_from_cdr, read on
     height, width, encoding = r.u32(), r.u32(), r.string()
     is_bigendian, step, size = r.u8(), r.u32(), r.u32()
     if r.pos + size > len(r.buf):

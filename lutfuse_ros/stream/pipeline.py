@@ -15,9 +15,12 @@ from ..core.timing import StageTimer
 from ..core.preprocess import AGCConfig, PreprocessConfig, Preprocessor
 from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageMessage, image_to_numpy
 from ..core.errors import ConfigError
+from ..core.geometry import Size
 
 OUTPUT_ENCODINGS = ("", "rgb8", "bgr8", "mono8")  # "": follow the visible input
 _ORDER = {"rgb8": "rgb", "rgba8": "rgb", "bgr8": "bgr", "bgra8": "bgr", "mono8": "gray"}
+# an order's own output encoding: the same map read backwards (rgba8/bgra8 lose alpha)
+_ENCODING = {order: enc for enc, order in _ORDER.items() if enc in OUTPUT_ENCODINGS}
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def convert_output(img: np.ndarray, order: str, encoding: str) -> tuple[np.ndarr
     """The fused image (in the visible input's channel ``order``) in the requested encoding;
     empty ``encoding`` keeps the input's colour type (rgba/bgra lose alpha)."""
     if not encoding:
-        return img, {"rgb": "rgb8", "bgr": "bgr8", "gray": "mono8"}[order]
+        return img, _ENCODING[order]
     if encoding == "mono8":
         if order == "gray":
             return img, encoding
@@ -161,7 +164,7 @@ class FramePipeline:
         with stage("agc"):  # = pre.thermal(), in two steps to keep the unregistered image
             agc8 = self.pre.agc(raw)
         with stage("registration"):
-            ir8 = self.pre.registration(agc8, (vis.shape[1], vis.shape[0]))
+            ir8 = self.pre.registration(agc8, Size.of(vis))
         fused = self.fuser.fuse(ir8, vis, vis_order="rgb" if order == "gray" else order,
                                 timings=timings, gradient=self.pre.gradient)
         with stage("output"):
