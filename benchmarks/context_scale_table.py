@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lutfuse_ros.core import FusionConfig, Fuser, load_model
+from lutfuse_ros.core import Fuser, FusionConfig, load_model
 from lutfuse_ros.core.imageio import match_pairs, mosaic, read_ir, read_visible, write_image
 from lutfuse_ros.core.metrics import evaluate, to_gray
 from lutfuse_ros.evaluation import TABLE_METRICS, markdown_table

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lutfuse_ros.bench import cpu_name
-from lutfuse_ros.core import FusionConfig, Fuser, load_model
+from lutfuse_ros.core import Fuser, FusionConfig, load_model
 from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ivif"

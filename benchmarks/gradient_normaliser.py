@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from lutfuse_ros.core import Fuser, load_model
-from lutfuse_ros.core.model import official_model_path
 from lutfuse_ros.core.imageio import match_pairs, mosaic, read_ir, read_visible, write_image
 from lutfuse_ros.core.metrics import evaluate, to_gray
+from lutfuse_ros.core.model import official_model_path
 from lutfuse_ros.core.preprocess import GradientNormaliser
 from lutfuse_ros.core.synthetic import synthetic_pair
 

@@ -23,8 +23,12 @@ from lutfuse_ros.core.preprocess import ThermalAGC
 from lutfuse_ros.core.synthetic import synthetic_pair
 from lutfuse_ros.ros.params import NodeSettings
 from lutfuse_ros.stream.cdr import image_from_cdr, image_to_cdr
-from lutfuse_ros.stream.codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, image_to_numpy, \
-    numpy_to_image
+from lutfuse_ros.stream.codec import (
+    THERMAL_ENCODINGS,
+    VISIBLE_ENCODINGS,
+    image_to_numpy,
+    numpy_to_image,
+)
 from lutfuse_ros.stream.pipeline import FramePipeline, convert_output
 
 

@@ -32,8 +32,14 @@ from tqdm import tqdm
 
 from lutfuse_ros.core import Fuser, load_model
 from lutfuse_ros.core.imageio import match_pairs, mosaic, read_ir, read_visible, write_image
-from lutfuse_ros.core.metrics import TABLE_METRICS, entropy, evaluate, markdown_table, \
-    spatial_frequency, to_gray
+from lutfuse_ros.core.metrics import (
+    TABLE_METRICS,
+    entropy,
+    evaluate,
+    markdown_table,
+    spatial_frequency,
+    to_gray,
+)
 from lutfuse_ros.core.preprocess import ThermalAGC
 from lutfuse_ros.core.thermal import range_table, read_raw_thermal
 

@@ -5,11 +5,12 @@ fusion.launch.xml):
 """
 import os
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 ARGS = {
     "namespace": ("", "Namespace of the node and its fused/* topics"),

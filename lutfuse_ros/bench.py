@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 
-from .core import FusionConfig, Fuser, load_model
+from .core import Fuser, FusionConfig, load_model
+from .core.errors import ConfigError
 from .core.geometry import Size
 from .core.preprocess import GradientNormaliser
 from .core.synthetic import synthetic_pair
-from .core.errors import ConfigError
 
 DEFAULT_SIZES = (Size(640, 480), Size(1280, 1024))
 TORCH_VARIANTS = ("", "eager", "ops", "ops-eager")

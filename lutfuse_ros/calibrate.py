@@ -13,8 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .core.calibration import (CalibrationError, CalibrationResult, homography_from_points,
-                               orientation_field, rig_scores, to_gray_f32)
+from .core.calibration import (
+    CalibrationError,
+    CalibrationResult,
+    homography_from_points,
+    orientation_field,
+    rig_scores,
+    to_gray_f32,
+)
 from .core.geometry import Size, resize_matrix, warp_to_rgb
 from .core.imageio import match_pairs, mosaic, read_thermal, read_visible, write_image
 from .core.preprocess import ThermalAGC

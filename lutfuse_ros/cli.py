@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from .bench import DEFAULT_SIZES
 from .core.config import FusionConfig
 from .core.errors import InputError, LutfuseError
 from .core.geometry import Size, parse_size
 from .core.onnx_context import CONTEXT_ENGINES
 from .core.preprocess import AGCConfig
 from .core.thermal import AGC_MODES
-from .bench import DEFAULT_SIZES
 from .stream.bagio import DEFAULT_RGB_TOPIC, DEFAULT_THERMAL_TOPIC
 from .stream.sync import SyncConfig
 
@@ -39,7 +39,7 @@ def _fusion_args(p: argparse.ArgumentParser) -> None:
 
 
 def _make_fuser(args):
-    from .core import FusionConfig, Fuser, load_model
+    from .core import Fuser, FusionConfig, load_model
 
     kw = {"exact": args.exact, "threads": args.threads, "context_engine": args.context_engine}
     if args.context_scale is not None:
@@ -155,7 +155,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .core import FusionConfig, Fuser
+    from .core import Fuser, FusionConfig
     from .core.imageio import mosaic, write_image
     from .core.synthetic import demo_pairs
 

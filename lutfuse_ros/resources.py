@@ -27,8 +27,7 @@ def share_dir() -> Path:
     if (_SOURCE_ROOT / "package.xml").is_file() and (_SOURCE_ROOT / "config").is_dir():
         return _SOURCE_ROOT
     try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
         try:
             return Path(get_package_share_directory(PACKAGE))
         except PackageNotFoundError:

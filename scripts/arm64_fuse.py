@@ -18,7 +18,7 @@ sys.modules["torch"] = None  # the light runtime: importing torch must not be ne
 
 import numpy as np  # noqa: E402
 
-from lutfuse_ros.core import FusionConfig, Fuser  # noqa: E402
+from lutfuse_ros.core import Fuser, FusionConfig  # noqa: E402
 from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible  # noqa: E402
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lutfuse_ros.core import FusionConfig, Fuser, load_model
+from lutfuse_ros.core import Fuser, FusionConfig, load_model
 from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible
 from lutfuse_ros.core.model import official_model_path
-from lutfuse_ros.core.preprocess import (GradientNormaliser, Preprocessor, Registration,
-                                         ThermalAGC)
+from lutfuse_ros.core.preprocess import GradientNormaliser, Preprocessor, Registration, ThermalAGC
 from lutfuse_ros.core.synthetic import synthetic_pair
 
 try:  # the stream layer moved out of ros/ (issue 13); this script runs on both layouts

@@ -15,16 +15,25 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import SHARED
-from lutfuse_ros.core.calibration import (CalibrationError, alignment_score, check_rig,
-                                          estimate_homography, homography_from_points,
-                                          write_calibration)
+from lutfuse_ros.core.calibration import (
+    CalibrationError,
+    alignment_score,
+    check_rig,
+    estimate_homography,
+    homography_from_points,
+    write_calibration,
+)
 from lutfuse_ros.core.geometry import corner_error
 from lutfuse_ros.core.imageio import write_image
-from lutfuse_ros.core.preprocess import Registration, RegistrationError
-from lutfuse_ros.core.preprocess import ThermalAGC
-from lutfuse_ros.core.synthetic import (pseudo_thermal, random_thermal_view, reimage_thermal,
-                                     synthetic_pair)
+from lutfuse_ros.core.preprocess import Registration, RegistrationError, ThermalAGC
+from lutfuse_ros.core.synthetic import (
+    pseudo_thermal,
+    random_thermal_view,
+    reimage_thermal,
+    synthetic_pair,
+)
+
+from conftest import SHARED
 
 RGB_SIZE = (640, 480)
 

@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SHARED
 from lutfuse_ros.core.imageio import write_image
 from lutfuse_ros.core.synthetic import synthetic_pair
+
+from conftest import SHARED
 
 
 def lutfuse(*args, cwd=None):

@@ -16,7 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the context network runs in torch")
 
-from lutfuse_ros.core import FusionConfig, Fuser, load_model  # noqa: E402
+from lutfuse_ros.core import Fuser, FusionConfig, load_model  # noqa: E402
 from lutfuse_ros.core import fusion_kernels as kernels  # noqa: E402
 from lutfuse_ros.core.cuda_kernels import SOURCE, compile_options  # noqa: E402
 from lutfuse_ros.core.fusion_kernels import lut_along_ir  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lutfuse_ros.core import FusionConfig, FusionInputError, Fuser, FusionModel, load_model
+from lutfuse_ros.core import Fuser, FusionConfig, FusionInputError, FusionModel, load_model
 
 
 @pytest.fixture(scope="module")

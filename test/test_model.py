@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from lutfuse_ros.core import (FusionModel, ModelFormatError, convert_official,
-                              default_model_path, load_model, save_model)
-from lutfuse_ros.core.model import official_model_path
+from lutfuse_ros.core import (
+    FusionModel,
+    ModelFormatError,
+    convert_official,
+    default_model_path,
+    load_model,
+    save_model,
+)
 from lutfuse_ros.core.context_net import ContextNet
+from lutfuse_ros.core.model import official_model_path
 
 from conftest import shared_path
 

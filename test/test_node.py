@@ -25,14 +25,13 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from lutfuse_ros.core import load_model, save_model  # noqa: E402
-from lutfuse_ros.core.preprocess import Registration  # noqa: E402
 from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible  # noqa: E402
+from lutfuse_ros.core.preprocess import Registration  # noqa: E402
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
-from lutfuse_ros.stream.codec import image_to_numpy, numpy_to_image  # noqa: E402
-from lutfuse_ros.ros.params import PARAMS  # noqa: E402
 from lutfuse_ros.resources import config_file  # noqa: E402
 from lutfuse_ros.ros.interfaces import FusionStatus  # noqa: E402  (None: not built by colcon)
-from lutfuse_ros.ros.params import NodeSettings  # noqa: E402
+from lutfuse_ros.ros.params import PARAMS, NodeSettings  # noqa: E402
+from lutfuse_ros.stream.codec import image_to_numpy, numpy_to_image  # noqa: E402
 from lutfuse_ros.stream.pipeline import FramePipeline  # noqa: E402
 
 THERMAL_TOPIC, RGB_TOPIC, INFO_TOPIC = "/cam_t/image_raw", "/cam_v/image_raw", "/cam_v/info"

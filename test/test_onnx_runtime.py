@@ -13,14 +13,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_path
-
 from lutfuse_ros.cli import main as lutfuse
-from lutfuse_ros.core import FusionConfig, Fuser, ModelFormatError, load_model, save_model
+from lutfuse_ros.core import Fuser, FusionConfig, ModelFormatError, load_model, save_model
 from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible
 from lutfuse_ros.core.model import official_model_path
 from lutfuse_ros.core.onnx_context import OnnxContextNet, reference_context, resolve_engine
 from lutfuse_ros.core.synthetic import synthetic_pair
+
+from conftest import ROOT, shared_path
 
 ENGINES = ("onnxruntime", "opencv")
 

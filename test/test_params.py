@@ -10,14 +10,31 @@ import dataclasses
 
 import pytest
 
-from lutfuse_ros.core import FusionConfig, Fuser
+from lutfuse_ros.core import Fuser, FusionConfig
 from lutfuse_ros.core.onnx_context import CONTEXT_ENGINES
-from lutfuse_ros.core.preprocess import (GRADIENT_MODES, REGISTRATION_MODES, AGCConfig,
-                                         GradientConfig, GradientNormaliser, Registration,
-                                         RegistrationConfig, ThermalAGC)
+from lutfuse_ros.core.preprocess import (
+    GRADIENT_MODES,
+    REGISTRATION_MODES,
+    AGCConfig,
+    GradientConfig,
+    GradientNormaliser,
+    Registration,
+    RegistrationConfig,
+    ThermalAGC,
+)
 from lutfuse_ros.core.thermal import AGC_MODES
-from lutfuse_ros.ros.params import (BY_NAME, FUSER, LIVE, PARAMS, PREPROCESSING, REBUILDS, SYNC,
-                                    NodeSettings, default_value, rebuilt_by)
+from lutfuse_ros.ros.params import (
+    BY_NAME,
+    FUSER,
+    LIVE,
+    PARAMS,
+    PREPROCESSING,
+    REBUILDS,
+    SYNC,
+    NodeSettings,
+    default_value,
+    rebuilt_by,
+)
 from lutfuse_ros.stream.sync import ApproximateTimePolicy, SyncConfig
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lutfuse_ros.core import FusionConfig, Fuser, load_model
+from lutfuse_ros.core import Fuser, FusionConfig, load_model
 from lutfuse_ros.core.imageio import read_ir, read_visible
 from lutfuse_ros.core.model import official_model_path
 

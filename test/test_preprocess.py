@@ -6,9 +6,14 @@ import pytest
 
 from lutfuse_ros.core import Fuser, load_model
 from lutfuse_ros.core.model import official_model_path
+from lutfuse_ros.core.preprocess import (
+    GradientNormaliser,
+    Preprocessor,
+    Registration,
+    RegistrationError,
+    ThermalAGC,
+)
 from lutfuse_ros.core.synthetic import synthetic_pair
-from lutfuse_ros.core.preprocess import (GradientNormaliser, Preprocessor, Registration,
-                                         RegistrationError, ThermalAGC)
 
 
 def counts(seed: int, level: int = 20000, size=(48, 64)) -> np.ndarray:

@@ -13,17 +13,17 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="needs ROS 2 (rclpy)")
 
+from test_node import INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear, node_command  # noqa: E402
+
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 from lutfuse_ros.resources import config_file  # noqa: E402
 from lutfuse_ros.ros.interfaces import FusionStatus  # noqa: E402  (None: not built by colcon)
+from lutfuse_ros.ros.params import NodeSettings  # noqa: E402
 from lutfuse_ros.stream.bagio import BagReport, read_pairs  # noqa: E402
 from lutfuse_ros.stream.codec import image_to_numpy, numpy_to_image  # noqa: E402
-from lutfuse_ros.ros.params import NodeSettings  # noqa: E402
 from lutfuse_ros.stream.pipeline import FramePipeline  # noqa: E402
 
 from conftest import ROOT, executable  # noqa: E402
-from test_node import (INFO_TOPIC, RGB_TOPIC, THERMAL_TOPIC, Harness, clear,  # noqa: E402
-                        node_command)
 
 TINY = ROOT / "training" / "configs" / "tiny.yaml"
 

@@ -10,11 +10,11 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from conftest import ROOT
-
 from lutfuse_ros.resources import config_file, share_dir
 from lutfuse_ros.stream.stats import ModelInfo, NodeStats, status_fields
 from lutfuse_ros.stream.sync import SyncStats
+
+from conftest import ROOT
 
 CMAKE = (ROOT / "CMakeLists.txt").read_text()
 PACKAGE = ET.parse(ROOT / "package.xml").getroot()

@@ -7,9 +7,16 @@ import threading
 
 import pytest
 
-from lutfuse_ros.stream.stats import (Level, ModelInfo, NodeStats, RateMeter,
-                                      RegistrationInfo, diagnostic_groups, registration_group,
-                                      status_fields)
+from lutfuse_ros.stream.stats import (
+    Level,
+    ModelInfo,
+    NodeStats,
+    RateMeter,
+    RegistrationInfo,
+    diagnostic_groups,
+    registration_group,
+    status_fields,
+)
 from lutfuse_ros.stream.sync import RGB, THERMAL, SyncStats
 
 MODEL = ModelInfo("sha256:0123", "", "numpy backend on cpu")

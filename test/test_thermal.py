@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from conftest import shared_path
-
 from lutfuse_ros.core.preprocess import ThermalAGC, thermal_to_8bit
 from lutfuse_ros.core.thermal import AGC_MODES, range_table, read_raw_thermal
+
+from conftest import shared_path
 
 
 def ramp16():
@@ -197,11 +197,19 @@ def test_the_node_s_compiled_plateau_table_equals_the_numpy_reference():
     a hot object (tails compressed), a quantised camera (gaps between counts), two counts,
     stuck pixels, and the real raw frames when ../shared is present."""
     import cv2
-    from conftest import SHARED
 
     from lutfuse_ros.core import agc_kernels as kernels
-    from lutfuse_ros.core.thermal import (TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, count_histogram,
-                                          occupied_span, plateau_table, table_from_window)
+    from lutfuse_ros.core.thermal import (
+        TAIL_FENCE,
+        TAIL_LARGEST,
+        TAIL_SHARE,
+        count_histogram,
+        occupied_span,
+        plateau_table,
+        table_from_window,
+    )
+
+    from conftest import SHARED
 
     rng = np.random.default_rng(3)
     scene = (rng.normal(20000, 300, (120, 160)) + np.linspace(0, 900, 160)).astype(np.uint16)

@@ -13,8 +13,14 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the torch backend needs torch")
 
-from lutfuse_ros.core import FusionConfig, FusionInputError, Fuser, load_model  # noqa: E402
-from lutfuse_ros.core import fusion_kernels, torch_ops  # noqa: E402
+from lutfuse_ros.core import (  # noqa: E402  # noqa: E402
+    Fuser,
+    FusionConfig,
+    FusionInputError,
+    fusion_kernels,
+    load_model,
+    torch_ops,
+)
 from lutfuse_ros.core.preprocess import GradientNormaliser  # noqa: E402
 from lutfuse_ros.core.resample import bilinear_taps  # noqa: E402
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402

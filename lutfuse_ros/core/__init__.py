@@ -14,9 +14,15 @@ Example:
     dtype('uint8')
 """
 from .errors import FusionInputError, InputError
-from .fusion import FusionConfig, Fuser, check_pair
-from .model import (FusionModel, ModelFormatError, convert_official, default_model_path,
-                    load_model, save_model)
+from .fusion import Fuser, FusionConfig, check_pair
+from .model import (
+                    FusionModel,
+                    ModelFormatError,
+                    convert_official,
+                    default_model_path,
+                    load_model,
+                    save_model,
+)
 
 __all__ = ["FusionConfig", "FusionInputError", "Fuser", "InputError", "check_pair",
            "FusionModel", "ModelFormatError", "convert_official", "default_model_path",

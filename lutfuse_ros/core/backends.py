@@ -18,11 +18,11 @@ from typing import Callable, Protocol
 import numpy as np
 
 from . import fusion_kernels
+from .config import FusionConfig
 from .errors import ConfigError
 from .model import FusionModel
 from .onnx_context import OnnxContextNet, check_graph, resolve_engine
 from .preprocess import GradientNormaliser
-from .config import FusionConfig
 from .resample import bilinear_taps, context_shape
 from .timing import StageTimer
 

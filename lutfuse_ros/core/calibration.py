@@ -43,8 +43,16 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .geometry import (Size, apply_h, corner_error, corners, homography_from_corners,
-                       resize_matrix, similarity, warp_to_rgb)
+from .geometry import (
+    Size,
+    apply_h,
+    corner_error,
+    corners,
+    homography_from_corners,
+    resize_matrix,
+    similarity,
+    warp_to_rgb,
+)
 
 COARSE_WIDTH = 256        # working width of the RGB image for the coarse search (px)
 FINE_WIDTH = 512          # ... and for the narrowed search

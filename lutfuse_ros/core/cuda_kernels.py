@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .fusion_kernels import lut_along_ir
-from .model import FusionModel, LUT_NODES, LUT_SCALE
+from .model import LUT_NODES, LUT_SCALE, FusionModel
 
 SOURCE = r"""
 #define INV255 (1.0f / 255.0f)

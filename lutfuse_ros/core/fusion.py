@@ -14,15 +14,16 @@ from typing import Sequence
 
 import numpy as np
 
-from .fusion_kernels import writable
 from .backends import Backend, NumpyBackend
 from .config import VIS_ORDERS, FusionConfig
 from .errors import ConfigError, FusionInputError
+from .fusion_kernels import writable
 from .model import FusionModel, load_model
 from .preprocess import GradientNormaliser
 from .timing import StageTimer
 
 __all__ = ["FusionConfig", "Fuser", "check_pair"]
+
 
 def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate a pair and return it as C-contiguous arrays (IR squeezed to 2-D).

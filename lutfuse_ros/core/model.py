@@ -214,7 +214,6 @@ def convert_official(lut_npy: str | os.PathLike, context_pth: str | os.PathLike)
     """
     import torch
 
-
     lut_npy, context_pth = Path(lut_npy), Path(context_pth)
     try:
         lut = np.load(lut_npy, allow_pickle=False)

@@ -16,11 +16,20 @@ import cv2
 import numpy as np
 
 from . import agc_kernels
-from .fusion_kernels import writable
 from .errors import ConfigError, InputError
+from .fusion_kernels import writable
 from .geometry import Size
-from .thermal import (AGC_MODES, TAIL_FENCE, TAIL_LARGEST, TAIL_SHARE, check_thermal,
-                      compress_tails, equalization_table, histogram_percentiles, range_table)
+from .thermal import (
+    AGC_MODES,
+    TAIL_FENCE,
+    TAIL_LARGEST,
+    TAIL_SHARE,
+    check_thermal,
+    compress_tails,
+    equalization_table,
+    histogram_percentiles,
+    range_table,
+)
 
 REGISTRATION_MODES = ("none", "resize", "crop_resize", "homography")
 GRADIENT_MODES = ("per_image", "stable")

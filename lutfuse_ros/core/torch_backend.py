@@ -22,8 +22,8 @@ import torch
 
 from . import torch_ops
 from .config import FusionConfig
-from .model import FusionModel
 from .errors import ConfigError
+from .model import FusionModel
 from .preprocess import GradientNormaliser
 from .resample import context_shape
 from .timing import StageTimer

@@ -27,19 +27,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, Image
 
+from ..core.geometry import Size
 from ..core.imageio import mosaic, write_image
 from ..core.synthetic import synthetic_pair
 from ..resources import config_file, dds_profile_env
 from ..stream.cdr import image_from_cdr
 from ..stream.codec import image_to_numpy, numpy_to_image
 from ..stream.sync import stamp_to_ns
-from ..core.geometry import Size
 
 
 def demo_frames(count: int, rgb_size: Size, thermal_size: Size | None = None,

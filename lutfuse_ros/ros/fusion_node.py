@@ -34,21 +34,34 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..core.calibration import alignment_score
-from ..core.errors import InputError, LutfuseError
+from ..core.errors import ConfigError, InputError, LutfuseError
 from ..core.preprocess import Preprocessor, warm_up_agc
 from ..stream.calibration_job import CalibrationJob
 from ..stream.cdr import CdrHeader, image_from_cdr, image_to_cdr
 from ..stream.codec import ImageDecodeError
 from ..stream.pipeline import FramePipeline, FusedFrame, agc_mismatch, make_fuser
-from ..stream.stats import (ModelInfo, NodeStats, RegistrationInfo, diagnostic_groups,
-                            status_fields)
-from ..stream.sync import (RGB, THERMAL, ApproximateTimePolicy, LatestSlot, SyncedPair, Topic,
-                           stamp_to_ns)
+from ..stream.stats import ModelInfo, NodeStats, RegistrationInfo, diagnostic_groups, status_fields
+from ..stream.sync import (
+    RGB,
+    THERMAL,
+    ApproximateTimePolicy,
+    LatestSlot,
+    SyncedPair,
+    Topic,
+    stamp_to_ns,
+)
 from .interfaces import FusionStatus
-from .params import (BY_NAME, FUSER, PARAMS, PREPROCESSING, SYNC, NodeSettings, check_choice,
-                     descriptor, rebuilt_by)
-from ..core.errors import ConfigError
-
+from .params import (
+    BY_NAME,
+    FUSER,
+    PARAMS,
+    PREPROCESSING,
+    SYNC,
+    NodeSettings,
+    check_choice,
+    descriptor,
+    rebuilt_by,
+)
 
 GIL_SWITCH_INTERVAL_S = 0.0002
 

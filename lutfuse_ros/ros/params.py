@@ -15,8 +15,14 @@ from typing import Any, Mapping
 
 from ..core.config import BACKENDS, GPU_KERNELS, PRECISIONS, FusionConfig
 from ..core.onnx_context import CONTEXT_ENGINES
-from ..core.preprocess import (GRADIENT_MODES, REGISTRATION_MODES, AGCConfig, GradientConfig,
-                               PreprocessConfig, RegistrationConfig)
+from ..core.preprocess import (
+    GRADIENT_MODES,
+    REGISTRATION_MODES,
+    AGCConfig,
+    GradientConfig,
+    PreprocessConfig,
+    RegistrationConfig,
+)
 from ..core.thermal import AGC_MODES
 from ..stream.pipeline import OUTPUT_ENCODINGS, PipelineConfig
 from ..stream.sync import SyncConfig

@@ -27,14 +27,21 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from ..core.errors import ConfigError, LutfuseError
 from ..stream.bagio import lutfuse_typestore
 from ..stream.cdr import header_from_cdr
 from ..stream.codec import ImageDecodeError, image_to_numpy
-from .interfaces import FusionStatus
-from .params import (PARAMS, RECORDER_BY_NAME, RECORDER_PARAMS, NodeSettings, RecorderSettings,
-                     check_choice, descriptor)
 from ..stream.sync import RGB, THERMAL, ApproximateTimePolicy, stamp_to_ns
-from ..core.errors import ConfigError, LutfuseError
+from .interfaces import FusionStatus
+from .params import (
+    PARAMS,
+    RECORDER_BY_NAME,
+    RECORDER_PARAMS,
+    NodeSettings,
+    RecorderSettings,
+    check_choice,
+    descriptor,
+)
 
 CONFIG_TOPIC = "/lutfuse/recording_config"
 

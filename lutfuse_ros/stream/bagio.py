@@ -16,11 +16,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..core.errors import InputError
+from ..core.errors import InputError, LutfuseError
 from ..core.preprocess import Preprocessor
 from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageDecodeError, image_to_numpy
 from .sync import RGB, THERMAL, ApproximateTimePolicy, SyncConfig, stamp_to_ns
-from ..core.errors import LutfuseError
 
 DEFAULT_THERMAL_TOPIC = "/thermal/image"  # the node's input topics, unremapped
 DEFAULT_RGB_TOPIC = "/rgb/image"

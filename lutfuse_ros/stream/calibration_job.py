@@ -11,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.calibration import CalibrationResult, alignment_score, estimate_homography
-from ..core.calibration import write_calibration
-from ..core.preprocess import Registration, RegistrationError
+from ..core.calibration import (
+    CalibrationResult,
+    alignment_score,
+    estimate_homography,
+    write_calibration,
+)
 from ..core.errors import ConfigError
+from ..core.preprocess import Registration, RegistrationError
 
 # A new calibration must beat the one in use by this much (score units): re-estimates of a
 # good calibration differ by noise, and the registration should not flap with it.

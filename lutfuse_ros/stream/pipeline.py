@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..core import FusionConfig, Fuser, load_model
-from ..core.timing import StageTimer
-from ..core.preprocess import AGCConfig, PreprocessConfig, Preprocessor
-from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageMessage, image_to_numpy
+from ..core import Fuser, FusionConfig, load_model
 from ..core.errors import ConfigError
 from ..core.geometry import Size
+from ..core.preprocess import AGCConfig, PreprocessConfig, Preprocessor
+from ..core.timing import StageTimer
+from .codec import THERMAL_ENCODINGS, VISIBLE_ENCODINGS, ImageMessage, image_to_numpy
 
 OUTPUT_ENCODINGS = ("", "rgb8", "bgr8", "mono8")  # "": follow the visible input
 _ORDER = {"rgb8": "rgb", "rgba8": "rgb", "bgr8": "bgr", "bgra8": "bgr", "mono8": "gray"}

@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
+
 from ..core.errors import ConfigError
 
 _NS = 1_000_000_000

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
 from lutfuse_ros.core.errors import ConfigError, LutfuseError
 
 from .config import load_config

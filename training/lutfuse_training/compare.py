@@ -9,14 +9,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lutfuse_ros.core import FusionConfig, Fuser, load_model
+from lutfuse_ros.core import Fuser, FusionConfig, load_model
 from lutfuse_ros.core.imageio import mosaic, write_image
-from lutfuse_ros.core.metrics import evaluate, to_gray
+from lutfuse_ros.core.metrics import TABLE_METRICS, evaluate, markdown_table, to_gray
 from lutfuse_ros.core.model import official_model_path
 
 from .data import load_pairs
-from lutfuse_ros.core.metrics import TABLE_METRICS, markdown_table
-
 from .stages import pair_tensors, teacher_fuse_rgb, to_u8
 from .teacher import load_teacher
 

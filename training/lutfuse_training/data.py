@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lutfuse_ros.core.errors import InputError, LutfuseError
 from lutfuse_ros.core.imageio import match_pairs, read_thermal, read_visible
 from lutfuse_ros.core.preprocess import AGCConfig, GradientNormaliser, ThermalAGC
 from lutfuse_ros.stream.bagio import is_bag
-from lutfuse_ros.core.errors import InputError, LutfuseError
 
 # 16-bit thermal frames (folders and bags) go through the node's default AGC; the model
 # records it (metadata training.agc) so a node with another AGC warns.

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lutfuse_ros.core.errors import ConfigError
 from lutfuse_ros.core.imageio import mosaic, write_image
 
 from .config import TrainConfig, save_config
 from .data import CropSampler, Pair
 from .plot import line_plot
-from lutfuse_ros.core.errors import ConfigError
 
 CHECKPOINT = "{stage}_checkpoint.pt"
 

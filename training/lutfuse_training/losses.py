@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from lutfuse_ros.core.torch_ops import sobel_magnitude
 
-
 GRADIENT_EPS = 1e-6  # under the Sobel root: finite derivatives on flat regions
 
 

@@ -11,19 +11,17 @@ import torch
 import torch.nn.functional as F
 
 from lutfuse_ros.core import FusionModel, save_model
-from lutfuse_ros.core.onnx_context import with_onnx
 from lutfuse_ros.core.context_layout import ContextNetConfig
 from lutfuse_ros.core.context_net import ContextNet
 from lutfuse_ros.core.metrics import TABLE_METRICS, evaluate, markdown_table, to_gray
 from lutfuse_ros.core.model import LUT_NODES, LUT_SCALE
+from lutfuse_ros.core.onnx_context import with_onnx
 from lutfuse_ros.core.torch_ops import fuse_luma, rgb_to_ycbcr, ycbcr_to_rgb
 
 from .config import TrainConfig
 from .data import TRAINING_AGC, Pair
 from .losses import lut_monotonicity, lut_smoothness, ssim, teacher_losses
 from .teacher import MMNet, TeacherConfig, save_teacher
-
-
 
 
 def pair_tensors(pair: Pair, device: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import TEACHER_CHANNELS, TEACHER_HEADS
 from lutfuse_ros.core.model import ModelFormatError
+
+from .config import TEACHER_CHANNELS, TEACHER_HEADS
 
 TEACHER_FORMAT = "lutfuse-teacher-v1"
 
