@@ -1,4 +1,6 @@
-"""pip / colcon (ament_python) build of lutfuse_ros."""
+"""pip build of lutfuse_ros (no messages). colcon builds the package with ament_cmake
+instead (CMakeLists.txt: the msg/ interfaces, then this Python package installed over the
+generated one); both install the same code and entry points."""
 from glob import glob
 
 from setuptools import find_packages, setup

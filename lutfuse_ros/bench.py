@@ -97,7 +97,7 @@ def time_batches(fuser: Fuser, ir: np.ndarray, vis: np.ndarray, batch: int,
 
 def _variant(name: str, exact: bool, context_scale: float, threads: int,
              device: str) -> FusionConfig:
-    """``"numpy"``, ``"numpy:<context engine>"``, ``"torch"`` or on a GPU ``"torch:eager"``
+    """``"numba"``, ``"numba:<context engine>"``, ``"torch"`` or on a GPU ``"torch:eager"``
     (no CUDA graph), ``"torch:ops"`` (torch ops, not the fused kernels), ``"torch:ops-eager"``
     (both) -> a config."""
     backend, _, engine = name.partition(":")
@@ -124,11 +124,11 @@ def gpu_name(device: str) -> str:
 
 def run_benchmark(sizes: tuple[Size, ...] = DEFAULT_SIZES, runs: int = 30,
                   context_scale: float | None = None, threads: int = 0,
-                  backends=("numpy", "torch"), device: str = "cpu",
+                  backends=("numba", "torch"), device: str = "cpu",
                   exact_runs: int | None = None, ratio_rounds: int = 10, batch: int = 0,
                   log=print) -> dict:
-    """Time each backend (``"numpy"``, ``"numpy:onnxruntime"``, ``"numpy:opencv"``,
-    ``"numpy:torch"``, ``"torch"``, ``"torch:eager"``) in fast and exact mode; outputs are
+    """Time each backend (``"numba"``, ``"numba:onnxruntime"``, ``"numba:opencv"``,
+    ``"numba:torch"``, ``"torch"``, ``"torch:eager"``) in fast and exact mode; outputs are
     compared with the first backend's (largest difference in grey levels, share of
     differing values). With both ``numpy`` and ``torch``, the fast pass's speed-up over the
     authors' forward pass is also measured in ``ratio_rounds`` alternating rounds
@@ -175,20 +175,20 @@ def run_benchmark(sizes: tuple[Size, ...] = DEFAULT_SIZES, runs: int = 30,
                     f"vs first {stats['max_diff_vs_first']} LSB"
                     f" ({100 * stats['share_differing_vs_first']:.3f} %)  [{stage_txt}]")
         entry = {"modes": modes}
-        if "fast_numpy" in modes and "exact_numpy" in modes:
-            entry["fast_ms"] = modes["fast_numpy"]["median_ms"]
-            entry["exact_ms"] = modes["exact_numpy"]["median_ms"]
+        if "fast_numba" in modes and "exact_numba" in modes:
+            entry["fast_ms"] = modes["fast_numba"]["median_ms"]
+            entry["exact_ms"] = modes["exact_numba"]["median_ms"]
             entry["speedup_fast_vs_exact"] = entry["exact_ms"] / entry["fast_ms"]
             log(f"{key} fast (numpy) is {entry['speedup_fast_vs_exact']:.1f}x faster than exact")
-        if "fast_numpy" in modes and "exact_torch" in modes:
+        if "fast_numba" in modes and "exact_torch" in modes:
             # exact mode on torch is the authors' forward pass (their ops, parity-tested)
             authors = entry["authors_ms"] = modes["exact_torch"]["median_ms"]
-            entry["speedup_fast_vs_authors"] = authors / modes["fast_numpy"]["median_ms"]
+            entry["speedup_fast_vs_authors"] = authors / modes["fast_numba"]["median_ms"]
             log(f"{key} fast (numpy) is {entry['speedup_fast_vs_authors']:.1f}x faster than the "
                 "authors' forward pass (exact, torch) in this run")
             if ratio_rounds > 0:
                 r = entry["speedup_fast_vs_authors_interleaved"] = interleaved_ratio(
-                    fusers["fast_numpy"], fusers["exact_torch"], ir, vis, ratio_rounds)
+                    fusers["fast_numba"], fusers["exact_torch"], ir, vis, ratio_rounds)
                 log(f"{key} interleaved, {ratio_rounds} rounds: fast (numpy) is "
                     f"{r['ratio_median']:.1f}x faster than the authors' forward pass (rounds "
                     f"{r['ratio_min']:.1f}-{r['ratio_max']:.1f}x; fast {r['fast_ms_median']:.2f}"

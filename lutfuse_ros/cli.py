@@ -272,10 +272,7 @@ def cmd_calibrate(args) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lutfuse", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_fuse_parser(sub) -> None:
     p = sub.add_parser("fuse", help="fuse every IR/visible pair matched by file name")
     p.add_argument("--ir", type=Path, required=True, help="folder of 8-bit IR images")
     p.add_argument("--vis", type=Path, required=True, help="folder of RGB or grey images")
@@ -286,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "else 1)")
     p.set_defaults(func=cmd_fuse)
 
+
+def _add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="fusion metrics of a folder of fused images")
     p.add_argument("--ir", type=Path, required=True)
     p.add_argument("--vis", type=Path, required=True)
@@ -294,12 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write metrics.csv/json/md and mosaics here")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_convert_official_parser(sub) -> None:
     p = sub.add_parser("convert-official", help="convert the LUT-Fuse authors' release")
     p.add_argument("--lut", type=Path, required=True, help="fine_tuned_lut.npy")
     p.add_argument("--context", type=Path, required=True, help="generator_context.pth")
     p.add_argument("--out", type=Path, required=True, help="model file to write (.npz)")
     p.set_defaults(func=cmd_convert)
 
+
+def _add_export_onnx_parser(sub) -> None:
     p = sub.add_parser("export-onnx", help="export the context network to ONNX (TensorRT, "
                        "ONNX Runtime, OpenCV DNN); needs torch and onnx")
     p.add_argument("model", type=Path, help="model file (.npz)")
@@ -308,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also store it in the model file, for the torch-free runtime")
     p.set_defaults(func=cmd_export_onnx)
 
+
+def _add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="time the forward pass stage by stage")
     p.add_argument("--sizes", nargs="+", type=_size, default=list(DEFAULT_SIZES), help="WxH")
     p.add_argument("--runs", type=int, default=30)
@@ -315,9 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="context_scale of fast mode (default: the FusionConfig default)")
     p.add_argument("--threads", type=int, default=FusionConfig.threads)
     p.add_argument("--device", default=FusionConfig.device, help="device of the torch backend")
-    p.add_argument("--backends", nargs="+", default=["numpy", "torch"],
-                   help="numpy (context engine auto), numpy:onnxruntime, numpy:opencv, "
-                        "numpy:torch, torch (on a GPU: CUDA graphs and the fused kernels), "
+    p.add_argument("--backends", nargs="+", default=["numba", "torch"],
+                   help="numba (context engine auto), numba:onnxruntime, numba:opencv, "
+                        "numba:torch, torch (on a GPU: CUDA graphs and the fused kernels), "
                         "torch:eager, torch:ops (torch ops, not the fused kernels), "
                         "torch:ops-eager; outputs are compared with the first")
     p.add_argument("--exact-runs", type=int, default=None,
@@ -330,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_bag_export_parser(sub) -> None:
     p = sub.add_parser("bag-export", help="write the thermal+RGB pairs of a rosbag2 as an "
                        "image-folder dataset (out/ir, out/vis)")
     p.add_argument("bag", type=Path, help="rosbag2 folder, .mcap or .db3")
@@ -344,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="16-bit thermal to 8 bit, as the node (fixed uses the full range)")
     p.set_defaults(func=cmd_bag_export)
 
+
+def _add_calibrate_parser(sub) -> None:
     p = sub.add_parser("calibrate", help="thermal -> RGB homography of a camera rig from "
                        "recorded pairs (targetless) or corresponding points; writes the node's "
                        "calibration file (exit 0 only when confident)")
@@ -367,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="picture to check the fit: before | after per pair (PNG)")
     p.set_defaults(func=cmd_calibrate)
 
+
+def _add_thermal_parser(sub) -> None:
     p = sub.add_parser("thermal", help="raw 16-bit thermal frames to 8 bit with the node's AGC "
                        "(a folder, in file-name order, is one stream)")
     p.add_argument("--in", dest="input", type=Path, required=True,
@@ -387,12 +398,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before (raw min..max) | after picture of a few frames")
     p.set_defaults(func=cmd_thermal)
 
+
+def _add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="fuse the embedded procedural pairs into a mosaic PNG")
     p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"))
     p.add_argument("--count", type=int, default=4)
     p.add_argument("--context-engine", default=FusionConfig.context_engine,
                    choices=CONTEXT_ENGINES)
     p.set_defaults(func=cmd_demo)
+
+
+# one function per command, in the order of `lutfuse --help`
+COMMANDS = (_add_fuse_parser,
+            _add_eval_parser,
+            _add_convert_official_parser,
+            _add_export_onnx_parser,
+            _add_bench_parser,
+            _add_bag_export_parser,
+            _add_calibrate_parser,
+            _add_thermal_parser,
+            _add_demo_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lutfuse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 

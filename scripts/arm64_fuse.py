@@ -48,7 +48,7 @@ def fuse(args) -> None:
         fusers[f"fast_{engine}"] = Fuser(config=FusionConfig(context_engine=engine))
         fusers[f"exact_{engine}"] = Fuser(config=FusionConfig(context_engine=engine, exact=True))
     report = {"machine": platform.machine(), "python": platform.python_version(),
-              "engines": {k: f.engine for k, f in fusers.items()},
+              "engines": {k: str(f.engine) for k, f in fusers.items()},
               "setup_s": round(time.perf_counter() - t0, 1), "pairs": {}}
     print(f"{platform.machine()}: fusers ready in {report['setup_s']} s", flush=True)
     results = {}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks of the torch backend in one run, for a lent GPU machine (no network there;
-# its python3 has torch, numba and OpenCV): the CUDA tests, parity with the numpy backend on
+# its python3 has torch, numba and OpenCV): the CUDA tests, parity with the numba backend on
 # real pairs, host<->GPU transfers, and the benchmark with the exact pass run eagerly (the
 # authors' maths and launches) in the same run. With an earlier checkout in .gpu/old, its
 # torch benchmark too (before/after on the same GPU).
@@ -44,7 +44,7 @@ fi
 
 step "benchmark"
 $PY -m lutfuse_ros.cli bench --device "$DEVICE" --sizes ${SIZES:-640x480 1280x1024} \
-  --backends numpy torch torch:ops torch:eager --runs "${RUNS:-200}" --exact-runs "${EXACT_RUNS:-20}" \
+  --backends numba torch torch:ops torch:eager --runs "${RUNS:-200}" --exact-runs "${EXACT_RUNS:-20}" \
   --ratio-rounds 0 --batch 16 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt" || status=1
 
 if [ -d .gpu/old/lutfuse_ros ] && [ -z "${SKIP_OLD:-}" ]; then

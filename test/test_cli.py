@@ -96,16 +96,16 @@ def test_every_command_has_help():
 
 
 def test_bench_json_has_fast_and_exact_per_resolution(tmp_path):
-    res = lutfuse("bench", "--sizes", "128x96", "--runs", "3", "--backends", "numpy",
+    res = lutfuse("bench", "--sizes", "128x96", "--runs", "3", "--backends", "numba",
                   "--json", tmp_path / "b.json")
     assert res.returncode == 0, res.stderr
     figures = json.loads((tmp_path / "b.json").read_text())
     assert figures["128x96"]["fast_ms"] > 0 and figures["128x96"]["exact_ms"] > 0
-    assert "lookup+to_rgb" in figures["128x96"]["modes"]["fast_numpy"]["stages_median_ms"]
+    assert "lookup+to_rgb" in figures["128x96"]["modes"]["fast_numba"]["stages_median_ms"]
 
 
 def test_bench_measures_the_speed_up_over_the_authors_pass_in_alternating_rounds(tmp_path):
-    res = lutfuse("bench", "--sizes", "96x64", "--runs", "2", "--backends", "numpy", "torch",
+    res = lutfuse("bench", "--sizes", "96x64", "--runs", "2", "--backends", "numba", "torch",
                   "--ratio-rounds", "3", "--json", tmp_path / "b.json")
     assert res.returncode == 0, res.stderr
     ratio = json.loads((tmp_path / "b.json").read_text())["96x64"][

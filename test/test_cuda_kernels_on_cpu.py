@@ -1,5 +1,5 @@
 """The fused CUDA kernels' source (``core/cuda_kernels.py``) compiled for the CPU and held to
-the numpy backend: the GPU code's maths tested where there is no GPU (CI).
+the numba backend: the GPU code's maths tested where there is no GPU (CI).
 
 The kernels are plain CUDA C; a small prelude (``PRELUDE``) makes that C++ and each launch
 a loop over the grid with one thread a block (the shared-memory reductions then reduce one

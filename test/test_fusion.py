@@ -43,7 +43,7 @@ def test_alpha_channel_is_ignored(model, pair):
 def test_grey_visible_gives_grey_output(model, pair):
     ir, vis = pair
     grey = vis.mean(axis=2).astype(np.uint8)
-    for backend in ("numpy", "torch"):
+    for backend in ("numba", "torch"):
         out = Fuser(model, FusionConfig(backend=backend)).fuse(ir, grey)
         assert out.shape == grey.shape
 
@@ -131,13 +131,19 @@ def test_frame_too_small_for_context_scale(model):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"context_scale": 0.3}, "1/k"), ({"context_scale": 0.0}, r"\(0, 1\]"),
-    ({"backend": "tensorrt"}, "backend"), ({"device": "cuda"}, "numpy backend"),
+    ({"backend": "tensorrt"}, "backend"), ({"device": "cuda"}, "numba backend"),
     ({"threads": -1}, "threads"), ({"precision": "int8"}, "precision"),
     ({"precision": "fp16"}, "torch backend"), ({"context_engine": "tensorrt"}, "context_engine"),
 ])
 def test_bad_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FusionConfig(**kwargs)
+
+
+def test_the_old_backend_name_still_works_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'numpy' is now called 'numba'"):
+        config = FusionConfig(backend="numpy")
+    assert config == FusionConfig(backend="numba")
 
 
 def test_bad_vis_order(model, pair):
@@ -150,5 +156,5 @@ def test_fp16_context_stays_within_two_grey_levels_of_fp32(model, pair):
     ir, vis = pair
     fp32 = Fuser(model, FusionConfig(backend="torch")).fuse(ir, vis)
     fuser = Fuser(model, FusionConfig(backend="torch", precision="fp16"))
-    assert "fp16 context" in fuser.engine
+    assert fuser.engine.precision == "fp16" and "fp16 context" in str(fuser.engine)
     assert max_abs_diff(fuser.fuse(ir, vis), fp32) <= 2

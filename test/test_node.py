@@ -392,7 +392,7 @@ def test_status_message_reports_model_inputs_and_the_newest_frame(harness):
     assert status is not None, "no fused/status carrying the newest fused frame's stamp"
     assert status.header.frame_id == "rgb_optical_frame"
     assert status.model_id == FramePipeline.from_config(NodeSettings().pipeline).fuser.model_id
-    assert "numpy backend" in status.engine
+    assert "numba backend" in status.engine
     assert status.pairs_fused >= 30 and status.pairs_synced >= status.pairs_fused
     assert status.rgb_rate_hz > 2 and status.thermal_rate_hz > 2
     assert 0 <= status.thermal_silent_s < 2 and 0 <= status.rgb_silent_s < 2

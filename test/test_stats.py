@@ -19,7 +19,7 @@ from lutfuse_ros.stream.stats import (
 )
 from lutfuse_ros.stream.sync import RGB, THERMAL, SyncStats
 
-MODEL = ModelInfo("sha256:0123", "", "numpy backend on cpu")
+MODEL = ModelInfo("sha256:0123", "", "numba backend on cpu")
 
 
 def feed(stats: NodeStats, seconds: float, thermal_hz: float, rgb_hz: float) -> None:
@@ -109,7 +109,7 @@ def test_bad_inputs_turn_processing_into_a_warning_with_the_reason():
 
 
 def test_a_refused_model_swap_is_a_model_warning():
-    kept = ModelInfo("sha256:0123", "/data/bad.npz", "numpy", state="kept sha256:0123; refused")
+    kept = ModelInfo("sha256:0123", "/data/bad.npz", "numba", state="kept sha256:0123; refused")
     groups = diagnostic_groups(NodeStats().snapshot(0, 0.4), SyncStats(received=[0, 0]), 0, kept)
     model = next(g for g in groups if g.suffix == "model")
     assert model.level == Level.WARN and model.message.startswith("kept")

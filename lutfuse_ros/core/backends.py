@@ -1,6 +1,6 @@
 """What a backend is (:class:`Backend`), and the CPU one, behind :class:`~.fusion.Fuser`.
 
-- :class:`NumpyBackend`: compiled CPU kernels (:mod:`.fusion_kernels`) for colour, gradient, lookup
+- :class:`NumbaBackend`: compiled CPU kernels (:mod:`.fusion_kernels`) for colour, gradient, lookup
   and chroma; the context network at ``context_scale`` of the full resolution on a
   :class:`ContextRunner`: ONNX Runtime or OpenCV DNN on the model's ONNX graph (no torch,
   :mod:`.onnx_context`), or torch.
@@ -36,7 +36,7 @@ def _import_torch():
     return torch
 
 
-# -- context runners of the numpy backend ---------------------------------------------------
+# -- context runners of the numba backend ---------------------------------------------------
 class ContextRunner:
     """Runs the context network on a downsampled frame.
 
@@ -104,7 +104,7 @@ class Backend(Protocol):
         range, into ``outs`` (B, H, W[, 3])."""
 
 
-class NumpyBackend:
+class NumbaBackend:
     """Compiled CPU kernels plus a :class:`ContextRunner` (fp32, CPU only)."""
 
     synchronize = None  # nothing runs asynchronously

@@ -7,6 +7,7 @@ definition.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -14,7 +15,8 @@ from .onnx_context import CONTEXT_ENGINES
 from .resample import context_stride
 
 VIS_ORDERS = ("rgb", "bgr")
-BACKENDS = ("numpy", "torch")
+BACKENDS = ("numba", "torch")
+RENAMED_BACKENDS = {"numpy": "numba"}  # old name -> name; the old one still works, warned
 PRECISIONS = ("fp32", "fp16")
 GPU_KERNELS = ("auto", "cupy", "torch")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -29,10 +31,11 @@ class FusionConfig:
         context_scale: resolution of the context network in fast mode, 1/k. The default 1/16
             scored as well as exact mode on MSRS/RoadScene test sets at a fraction of the
             cost (README, section "context_scale"); frames need at least 64x64 pixels.
-        backend: ``"numpy"`` (compiled CPU kernels) or ``"torch"``.
+        backend: ``"numba"`` (compiled CPU kernels; ``"numpy"`` is its old, deprecated name)
+            or ``"torch"``.
         device: torch device of the torch backend (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         threads: CPU threads for kernels and torch; 0 uses every core.
-        context_engine: what runs the context network of the numpy backend: ``"auto"``
+        context_engine: what runs the context network of the numba backend: ``"auto"``
             (ONNX Runtime, else OpenCV, when the model carries ONNX; else torch),
             ``"onnxruntime"``, ``"opencv"`` or ``"torch"``. The torch backend uses torch.
         precision: ``"fp32"`` or ``"fp16"`` (torch backend: the context network in half
@@ -51,12 +54,12 @@ class FusionConfig:
         >>> FusionConfig(backend="gpu")
         Traceback (most recent call last):
         ...
-        lutfuse_ros.core.errors.ConfigError: backend must be one of ('numpy', 'torch'), got 'gpu'
+        lutfuse_ros.core.errors.ConfigError: backend must be one of ('numba', 'torch'), got 'gpu'
     """
 
     exact: bool = False
     context_scale: float = 0.0625
-    backend: str = "numpy"
+    backend: str = "numba"
     device: str = "cpu"
     threads: int = 0
     context_engine: str = "auto"
@@ -66,12 +69,17 @@ class FusionConfig:
 
     def __post_init__(self) -> None:
         context_stride(self.context_scale)  # raises unless 1/k
+        if self.backend in RENAMED_BACKENDS:
+            new = RENAMED_BACKENDS[self.backend]
+            warnings.warn(f"backend {self.backend!r} is now called {new!r}; the old name will "
+                          "go", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "backend", new)  # frozen: set once, here
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not _DEVICE.match(self.device):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.backend == "numpy" and self.device != "cpu":
-            raise ConfigError("the numpy backend runs on the CPU; use backend='torch' for "
+        if self.backend == "numba" and self.device != "cpu":
+            raise ConfigError("the numba backend runs on the CPU; use backend='torch' for "
                              f"device {self.device!r}")
         if self.gpu_kernels not in GPU_KERNELS:
             raise ConfigError(f"gpu_kernels must be one of {GPU_KERNELS}, got "
@@ -84,10 +92,10 @@ class FusionConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision == "fp16" and self.backend != "torch":
-            raise ConfigError("fp16 is for the torch backend (GPUs); the numpy backend is fp32")
+            raise ConfigError("fp16 is for the torch backend (GPUs); the numba backend is fp32")
         if self.backend == "torch" and self.context_engine not in ("auto", "torch"):
             raise ConfigError("the torch backend runs its context network in torch; "
-                             f"context_engine {self.context_engine!r} needs backend='numpy'")
+                             f"context_engine {self.context_engine!r} needs backend='numba'")
 
     @property
     def stride(self) -> int:

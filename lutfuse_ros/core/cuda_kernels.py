@@ -12,7 +12,7 @@ every intermediate through memory; these three do it in registers:
   lookup in the table interpolated along IR (:func:`~.fusion_kernels.lut_along_ir`, 8 gathers a
   pixel) and the luma change added to each colour channel.
 
-They are the numba kernels of :mod:`.fusion_kernels` (the numpy backend) written for a GPU: the same
+They are the numba kernels of :mod:`.fusion_kernels` (the numba backend) written for a GPU: the same
 float32 operations in the same order, so the two agree to 1 grey level (fused multiply-adds
 round differently). That CPU twin is what CI tests; ``test/test_torch_backend.py`` holds the
 GPU kernels to it where a GPU is present (``scripts/gpu_check.sh``). The context network

@@ -9,12 +9,12 @@ resolution).
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 
-from .backends import Backend, NumpyBackend
+from .backends import Backend, NumbaBackend
 from .config import VIS_ORDERS, FusionConfig
 from .errors import ConfigError, FusionInputError
 from .fusion_kernels import writable
@@ -22,7 +22,37 @@ from .model import FusionModel, load_model
 from .preprocess import GradientNormaliser
 from .timing import StageTimer
 
-__all__ = ["FusionConfig", "Fuser", "check_pair"]
+__all__ = ["Engine", "FusionConfig", "Fuser", "check_pair"]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a :class:`Fuser` runs.
+
+    Example:
+        >>> e = Engine("numba", "cpu", False, "numba", "onnxruntime", "fp32", 16)
+        >>> e.exact, str(e)
+        (False, 'numba backend on cpu, numba, context net on onnxruntime, fast, context_scale 1/16')
+    """
+
+    backend: str
+    device: str
+    cuda_graph: bool
+    pixel_kernels: str    # what does the per-pixel work (numba, CuPy CUDA kernels, torch ops)
+    context_engine: str   # what runs the context network
+    precision: str        # of the context network
+    stride: int           # pixels per context cell along each axis (1: exact)
+
+    @property
+    def exact(self) -> bool:
+        return self.stride == 1
+
+    def __str__(self) -> str:
+        mode = "exact" if self.exact else f"fast, context_scale 1/{self.stride}"
+        precision = ", fp16 context" if self.precision == "fp16" else ""
+        graph = ", CUDA graphs" if self.cuda_graph else ""
+        return (f"{self.backend} backend on {self.device}{graph}, {self.pixel_kernels}, "
+                f"context net on {self.context_engine}{precision}, {mode}")
 
 
 def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,10 +122,10 @@ class Fuser:
                 from .torch_backend import TorchBackend
             except ImportError:
                 raise ConfigError("the torch backend needs torch, which is not installed (pip "
-                                  "install torch; the numpy backend runs without it)") from None
+                                  "install torch; the numba backend runs without it)") from None
             self.backend = TorchBackend(self.model, config, threads)
         else:
-            self.backend = NumpyBackend(self.model, config, threads)
+            self.backend = NumbaBackend(self.model, config, threads)
 
     @property
     def context_engine(self) -> str:
@@ -103,14 +133,11 @@ class Fuser:
         return self.backend.context_engine
 
     @property
-    def engine(self) -> str:
-        """What runs, in words: backend, device, context engine and mode."""
+    def engine(self) -> "Engine":
+        """What runs (fields to test and report; ``str()`` of it reads as a log line)."""
         c = self.config
-        mode = "exact" if c.exact else f"fast, context_scale 1/{c.stride}"
-        precision = ", fp16 context" if c.precision == "fp16" else ""
-        graph = ", CUDA graphs" if c.uses_cuda_graph else ""
-        return (f"{c.backend} backend on {c.device}{graph}, {self.backend.pixel_kernels}, "
-                f"context net on {self.context_engine}{precision}, {mode}")
+        return Engine(c.backend, c.device, c.uses_cuda_graph, self.backend.pixel_kernels,
+                      self.context_engine, c.precision, c.stride)
 
     @property
     def model_id(self) -> str:
@@ -174,7 +201,7 @@ class Fuser:
 
         Runs of consecutive pairs of one size and layout go to the backend ``batch_size`` at
         a time: the torch backend fuses each run as one batch (on a GPU, one graph replay);
-        the numpy backend fuses them one after the other.
+        the numba backend fuses them one after the other.
 
         Args:
             irs, viss: equally long sequences of pairs, as :meth:`fuse` takes them.

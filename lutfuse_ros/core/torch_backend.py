@@ -53,7 +53,7 @@ def check_device(name: str) -> torch.device:
             built = torch.version.cuda or "no CUDA (a CPU build)"
             raise ConfigError(f"device {name!r} requested but torch sees no CUDA device (torch "
                              f"{torch.__version__}, built with {built}); use device 'cpu' or "
-                             "the numpy backend")
+                             "the numba backend")
         index = device.index or 0
         if index >= torch.cuda.device_count():
             raise ConfigError(f"device {name!r} requested but torch sees "

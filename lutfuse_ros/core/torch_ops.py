@@ -137,7 +137,9 @@ def quadrilinear_lookup(lut: torch.Tensor, luma: torch.Tensor, gradient: torch.T
     index = (lower * strides).sum(0)
     for axis in range(4):                   # (2, 2, 2, 2, *S): (ir, context, gradient, luma)
         index = torch.stack((index, index + step[axis]))
-    v = lut.reshape(-1)[index]
+    # index_select: its gradient (index_add) sums in a fixed order on the CPU, so training
+    # runs repeat bit for bit; plain indexing's (index_put) does not, and is 3x slower
+    v = lut.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
     for axis in (3, 2, 1, 0):               # IR first, luma last
         v = torch.lerp(v[0], v[1], frac[axis])
     return v
@@ -157,7 +159,7 @@ def upsample_context(s: torch.Tensor, shape: tuple[int, int], stride: int) -> to
     """Bilinear up-sampling of a context map to the frame size, half-pixel centres.
 
     Pixel ``p`` reads cell coordinate ``(p + 0.5) / k - 0.5``, clamped to the first and last
-    cell (:func:`~lutfuse_ros.core.resample.bilinear_taps`, which the numpy backend uses):
+    cell (:func:`~lutfuse_ros.core.resample.bilinear_taps`, which the numba backend uses):
     ``interpolate`` by ``k``, then the rows and columns past ``h k`` / ``w k`` repeat the last.
 
     Shape: :math:`(B, 1, h, w)` -> :math:`(B, 1, H, W)`, ``shape`` = (H, W).
@@ -265,7 +267,7 @@ def fuse_u8(lut: torch.Tensor, context_net: torch.nn.Module, vis: torch.Tensor,
     """The runtime's forward pass: uint8 frames in, uint8 fused frames out.
 
     The fused luma replaces the visible luma; in BT.601 that is the luma change added to each
-    of R, G and B, so the output keeps the input's channel order (and the numpy backend's
+    of R, G and B, so the output keeps the input's channel order (and the numba backend's
     arithmetic: the two agree to 1 grey level).
 
     Args:

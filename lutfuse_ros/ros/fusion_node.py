@@ -34,6 +34,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from ..core.calibration import alignment_score
+from ..core.config import RENAMED_BACKENDS
 from ..core.errors import ConfigError, InputError, LutfuseError
 from ..core.preprocess import Preprocessor, warm_up_agc
 from ..stream.calibration_job import CalibrationJob
@@ -80,6 +81,10 @@ class FusionNode(Node):
             reason = check_choice(name, value)
             if reason:
                 raise ConfigError(reason)
+        if values["fusion.backend"] in RENAMED_BACKENDS:
+            self.get_logger().warning(
+                f"fusion.backend {values['fusion.backend']!r} is now called "
+                f"{RENAMED_BACKENDS[values['fusion.backend']]!r}; the old name will go")
         self.settings = s = NodeSettings.from_values(values)
         # Model and preprocessing; a bad model file at start-up is fatal (nothing to fall back to).
         self.pipeline = FramePipeline.from_config(s.pipeline)
@@ -283,7 +288,8 @@ class FusionNode(Node):
 
     def _model_info(self) -> ModelInfo:
         fuser = self.pipeline.fuser
-        return ModelInfo(fuser.model_id, self.settings.model_path, fuser.engine, self.model_state)
+        return ModelInfo(fuser.model_id, self.settings.model_path, str(fuser.engine),
+                         self.model_state)
 
     def _publish_diagnostics(self) -> None:
         snap = self.stats.snapshot(time.monotonic(), self.settings.diagnostics.input_timeout)

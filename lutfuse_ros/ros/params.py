@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..core.config import BACKENDS, GPU_KERNELS, PRECISIONS, FusionConfig
+from ..core.config import BACKENDS, GPU_KERNELS, PRECISIONS, RENAMED_BACKENDS, FusionConfig
 from ..core.onnx_context import CONTEXT_ENGINES
 from ..core.preprocess import (
     GRADIENT_MODES,
@@ -187,8 +187,8 @@ PARAMS: tuple[Param, ...] = (
           "resolution, ~15x slower) instead of the fast mode.", rebuilds=FUSER),
     Param("fusion.context_scale", "Fast mode: context network resolution, 1/k of the "
           "image (1, 1/2, 1/4, ...).", rebuilds=FUSER, range=(0.015625, 1.0)),
-    Param("fusion.backend", "numpy (compiled CPU kernels) or torch.", read_only=True,
-          choices=BACKENDS),
+    Param("fusion.backend", "numba (compiled CPU kernels) or torch; numpy is numba's old, "
+          "deprecated name.", read_only=True, choices=BACKENDS + tuple(RENAMED_BACKENDS)),
     Param("fusion.device", "torch device of the torch backend (cpu, cuda, cuda:1); a device "
           "this machine lacks stops the node at start with the reason.", read_only=True),
     Param("fusion.cuda_graph", "torch backend on a GPU: capture the pass as a CUDA graph "
@@ -197,7 +197,7 @@ PARAMS: tuple[Param, ...] = (
     Param("fusion.gpu_kernels", "torch backend on a GPU: cupy (three fused CUDA kernels, "
           "needs CuPy), torch (torch ops) or auto (cupy when CuPy sees the GPU).",
           read_only=True, choices=GPU_KERNELS),
-    Param("fusion.context_engine", "What runs the context network of the numpy "
+    Param("fusion.context_engine", "What runs the context network of the numba "
           "backend: auto (onnxruntime, else opencv, when the model file carries its ONNX graph;"
           " else torch), onnxruntime, opencv or torch. The ONNX engines need no torch.",
           rebuilds=FUSER, choices=CONTEXT_ENGINES),

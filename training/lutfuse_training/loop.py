@@ -59,6 +59,98 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+class _Run:
+    """One stage's run: its optimiser, schedule, logs and checkpoint file (what a resume
+    restores)."""
+
+    def __init__(self, stage: Stage, config: TrainConfig, val_pairs: list[Pair],
+                 run_dir: Path) -> None:
+        self.stage, self.config, self.val_pairs, self.run_dir = stage, config, val_pairs, run_dir
+        self.opt = torch.optim.Adam(stage.param_groups())
+        ratio = config.lr_final_ratio
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: ratio + (1 - ratio) * 0.5 * (
+                1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+        self.start, self.log, self.val_log, self.elapsed0 = 0, [], [], 0.0
+        self.ckpt_path = run_dir / CHECKPOINT.format(stage=stage.name)
+
+    def restore(self) -> None:
+        """Continue from the stage's checkpoint in ``run_dir``."""
+        if not self.ckpt_path.exists():
+            raise FileNotFoundError(f"--resume: no {self.ckpt_path.name} in {self.run_dir}")
+        ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt.get("stage") != self.stage.name:
+            raise ConfigError(f"{self.ckpt_path} is a {ckpt.get('stage')} checkpoint, not "
+                              f"{self.stage.name}")
+        for name, module in self.stage.modules().items():
+            module.load_state_dict(ckpt["modules"][name])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.start, self.log, self.val_log = ckpt["step"], ckpt["log"], ckpt["val_log"]
+        self.elapsed0 = ckpt["elapsed_s"]
+
+    def step(self, step: int, batch: dict[str, torch.Tensor], t0: float) -> dict:
+        """One optimiser step on ``batch``; returns its log row (``t0``: the run's start on
+        ``time.monotonic``)."""
+        terms = self.stage.losses(batch)
+        self.opt.zero_grad(set_to_none=True)
+        # A loss far above the recent median is a spike (a run on the GPU diverged from one
+        # within four steps): skip that update rather than follow it.
+        recent = [r["total"] for r in self.log[-50:]]
+        spike = len(recent) >= 20 and float(terms["total"].detach()) > 5 * float(np.median(recent))
+        if not spike:
+            terms["total"].backward()
+            if self.config.grad_clip > 0:  # one bad batch must not wreck a run
+                torch.nn.utils.clip_grad_norm_(
+                    [q for g in self.opt.param_groups for q in g["params"]], self.config.grad_clip)
+            self.opt.step()
+        self.sched.step()
+        row = {"step": step + 1, "lr": self.opt.param_groups[0]["lr"], "skipped": int(spike),
+               **{k: float(v.detach()) for k, v in terms.items()},
+               "elapsed_s": round(time.monotonic() - t0, 2)}
+        self.log.append(row)
+        if not math.isfinite(row["total"]):
+            raise FloatingPointError(f"{self.stage.name}: loss became {row['total']} at step "
+                                     f"{step + 1}")
+        return row
+
+    def checkpoint(self, step: int, elapsed: float) -> None:
+        """Checkpoint, logs (CSV) and the loss curve (PNG)."""
+        torch.save({"stage": self.stage.name, "step": step, "elapsed_s": elapsed,
+                    "modules": {n: m.state_dict() for n, m in self.stage.modules().items()},
+                    "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                    "log": self.log, "val_log": self.val_log}, self.ckpt_path)
+        name, log = self.stage.name, self.log
+        _write_rows(self.run_dir / f"{name}_log.csv", log)
+        _write_rows(self.run_dir / f"{name}_val.csv", self.val_log)
+        terms = [k for k in (log[0] if log else {}) if k not in LOG_BOOKKEEPING]
+        line_plot({k: ([r["step"] for r in log], [r[k] for r in log]) for k in terms},
+                  self.run_dir / f"{name}_loss_curve.png", f"{name}: training losses")
+
+    def validate(self, step: int) -> None:
+        """Validation metrics into the log and a mosaic (PNG)."""
+        if not self.val_pairs:
+            return
+        modules = self.stage.modules().values()
+        for m in modules:
+            m.eval()
+        with torch.no_grad():
+            metrics, rows = self.stage.validate(self.val_pairs)
+        for m in modules:
+            m.train()
+        self.val_log.append({"step": step, **metrics})
+        write_image(self.run_dir / f"{self.stage.name}_val_mosaic.png",
+                    mosaic(rows, labels=["IR", "visible", f"{self.stage.name} (step {step})"]))
+
+    def summary(self, device: str, stopped_early: bool, seconds: float) -> dict:
+        last = self.log[-1] if self.log else {}
+        return {"steps": last.get("step", self.start), "planned_steps": self.config.steps,
+                "stopped_early": stopped_early, "train_seconds": round(seconds, 1),
+                "skipped_steps": sum(r.get("skipped", 0) for r in self.log), "device": device,
+                "final_losses": {k: v for k, v in last.items() if k not in LOG_BOOKKEEPING},
+                "validation": self.val_log[-1] if self.val_log else {}}
+
+
 def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: list[Pair],
           run_dir: Path, device: str, resume: bool = False, stop_after: int | None = None,
           progress: bool = True) -> dict:
@@ -69,98 +161,31 @@ def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: li
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / f"{stage.name}_config.yaml")
-    opt = torch.optim.Adam(stage.param_groups())
-    ratio = config.lr_final_ratio
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps)
-                                                                  / config.steps)))
-    start, log, val_log, elapsed0 = 0, [], [], 0.0
-    ckpt_path = run_dir / CHECKPOINT.format(stage=stage.name)
+    run = _Run(stage, config, val_pairs, run_dir)
     if resume:
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"--resume: no {ckpt_path.name} in {run_dir}")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ckpt.get("stage") != stage.name:
-            raise ConfigError(f"{ckpt_path} is a {ckpt.get('stage')} checkpoint, not {stage.name}")
-        for name, module in stage.modules().items():
-            module.load_state_dict(ckpt["modules"][name])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        start, log, val_log = ckpt["step"], ckpt["log"], ckpt["val_log"]
-        elapsed0 = ckpt["elapsed_s"]
-
-    def checkpoint(step: int, elapsed: float) -> None:
-        torch.save({"stage": stage.name, "step": step, "elapsed_s": elapsed,
-                    "modules": {n: m.state_dict() for n, m in stage.modules().items()},
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "log": log, "val_log": val_log}, ckpt_path)
-        _write_rows(run_dir / f"{stage.name}_log.csv", log)
-        _write_rows(run_dir / f"{stage.name}_val.csv", val_log)
-        terms = [k for k in (log[0] if log else {}) if k not in LOG_BOOKKEEPING]
-        line_plot({k: ([r["step"] for r in log], [r[k] for r in log]) for k in terms},
-                  run_dir / f"{stage.name}_loss_curve.png", f"{stage.name}: training losses")
-
-    def validate(step: int) -> None:
-        if not val_pairs:
-            return
-        for m in stage.modules().values():
-            m.eval()
-        with torch.no_grad():
-            metrics, rows = stage.validate(val_pairs)
-        for m in stage.modules().values():
-            m.train()
-        val_log.append({"step": step, **metrics})
-        write_image(run_dir / f"{stage.name}_val_mosaic.png",
-                    mosaic(rows, labels=["IR", "visible", f"{stage.name} (step {step})"]))
-
-    t0 = time.monotonic() - elapsed0
+        run.restore()
+    t0 = time.monotonic() - run.elapsed0
     stopped_early = False
     for m in stage.modules().values():
         m.train()
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=stage.name,
-               unit="step", disable=not progress)
+    bar = tqdm(range(run.start, config.steps), initial=run.start, total=config.steps,
+               desc=stage.name, unit="step", disable=not progress)
     for step in bar:
         _seed(config.seed, step)
-        batch = sampler.batch(step, device)
-        terms = stage.losses(batch)
-        opt.zero_grad(set_to_none=True)
-        # A loss far above the recent median is a spike (a run on the GPU diverged from one
-        # within four steps): skip that update rather than follow it.
-        recent = [r["total"] for r in log[-50:]]
-        spike = len(recent) >= 20 and \
-            float(terms["total"].detach()) > 5 * float(np.median(recent))
-        if not spike:
-            terms["total"].backward()
-            if config.grad_clip > 0:  # one bad batch must not wreck a run
-                torch.nn.utils.clip_grad_norm_(
-                    [q for g in opt.param_groups for q in g["params"]], config.grad_clip)
-            opt.step()
-        sched.step()
-        done = step + 1
-        row = {"step": done, "lr": opt.param_groups[0]["lr"], "skipped": int(spike),
-               **{k: float(v.detach()) for k, v in terms.items()},
-               "elapsed_s": round(time.monotonic() - t0, 2)}
-        log.append(row)
+        row = run.step(step, sampler.batch(step, device), t0)
         bar.set_postfix(loss=f"{row['total']:.4f}")
-        if not math.isfinite(row["total"]):
-            raise FloatingPointError(f"{stage.name}: loss became {row['total']} at step {done}")
-        over_time = config.time_limit_min and (time.monotonic() - t0) > 60 * config.time_limit_min
+        done, elapsed = row["step"], time.monotonic() - t0
+        over_time = config.time_limit_min and elapsed > 60 * config.time_limit_min
         if done % config.val_every == 0 or done == config.steps or over_time:
-            validate(done)
-            checkpoint(done, time.monotonic() - t0)
+            run.validate(done)
+            run.checkpoint(done, time.monotonic() - t0)
         if over_time:
             stopped_early = True
             break
         if stop_after is not None and done >= stop_after:
-            checkpoint(done, time.monotonic() - t0)
+            run.checkpoint(done, time.monotonic() - t0)
             return {"stopped_at": done}
     bar.close()
-    final_step = log[-1]["step"] if log else start
-    summary = {"steps": final_step, "planned_steps": config.steps,
-               "stopped_early": stopped_early, "train_seconds": round(time.monotonic() - t0, 1),
-               "skipped_steps": sum(r.get("skipped", 0) for r in log),
-               "device": device, "final_losses": {k: v for k, v in (log[-1] if log else {}).items()
-                                                  if k not in LOG_BOOKKEEPING},
-               "validation": val_log[-1] if val_log else {}}
+    summary = run.summary(device, stopped_early, time.monotonic() - t0)
     stage.finish(run_dir, summary)
     return summary

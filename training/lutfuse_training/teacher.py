@@ -10,7 +10,7 @@ Output: fused luma (clamp to [0, 1] for an image). Trained without ground truth
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -23,12 +23,15 @@ from .config import TEACHER_CHANNELS, TEACHER_HEADS
 TEACHER_FORMAT = "lutfuse-teacher-v1"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TeacherConfig:
     """MM-Net architecture: encoder ``channels`` at four scales, attention ``heads``."""
 
-    channels: list[int] = field(default_factory=lambda: list(TEACHER_CHANNELS))
+    channels: tuple[int, ...] = TEACHER_CHANNELS
     heads: int = TEACHER_HEADS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))  # a list from a file
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -78,9 +81,9 @@ class MMNet(nn.Module):
     in [0, 1] (a per-pixel blend of the two). Any H, W (padded internally to a multiple
     of 8)."""
 
-    def __init__(self, config: TeacherConfig = TeacherConfig()) -> None:
+    def __init__(self, config: TeacherConfig | None = None) -> None:
         super().__init__()
-        self.config = config
+        self.config = config = config if config is not None else TeacherConfig()
         ch = config.channels
         self.enc_ir, self.enc_vis = Encoder(ch), Encoder(ch)
         self.fuse = nn.ModuleList(nn.Sequential(nn.Conv2d(2 * c, c, 1), nn.LeakyReLU(0.2, True),
