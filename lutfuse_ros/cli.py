@@ -211,8 +211,12 @@ def cmd_thermal(args) -> int:
             lo, hi = float(raw.min()), float(raw.max())
             plain = ((raw.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0))).astype(np.uint8)
             shown.append([plain, out])
-    print(f"wrote {len(paths)} 8-bit frames to {args.out} (agc {args.agc}, last range "
-          f"{agc.range[0]:.0f}..{agc.range[1]:.0f} counts, {agc.frozen_frames} frozen)")
+    mapping = "8-bit input, passed through"
+    if agc.levels is not None:
+        mapping = (f"last mapping: counts {agc.range[0]:.0f}..{agc.range[1]:.0f} -> grey levels "
+                   f"{agc.levels[0]}..{agc.levels[1]}")
+    print(f"wrote {len(paths)} 8-bit frames to {args.out} (agc {args.agc}; {mapping}; "
+          f"{agc.frozen_frames} frozen)")
     if args.mosaic is not None:
         write_image(args.mosaic, mosaic(shown, labels=["raw min..max", f"agc {args.agc}"],
                                         height=min(size[0], 360)))

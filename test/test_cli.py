@@ -12,6 +12,7 @@ import pytest
 
 from lutfuse_ros.core.imageio import write_image
 from lutfuse_ros.core.synthetic import synthetic_pair
+from lutfuse_ros.core.thermal import read_raw_thermal
 
 from conftest import SHARED
 
@@ -166,3 +167,8 @@ def test_real_raw_frames_run_through_the_thermal_command(name, tmp_path):
     # not crushed to black/white, not flat (the gain limit may leave part of the range unused
     # on a narrow scene: flirone's 80x60 frames span ~145 levels)
     assert crushed < 0.02 and np.mean([np.ptp(o) for o in outs]) > 100
+    # the summary names the counts the mapping spreads over, inside what the frames hold
+    counts = np.stack([read_raw_thermal(p) for p in frames])
+    low, high = (int(v) for v in res.stdout.split("last mapping: counts ")[1].split(" ")[0]
+                 .split(".."))
+    assert counts.min() <= low < high <= counts.max(), res.stdout

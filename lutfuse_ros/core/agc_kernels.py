@@ -70,13 +70,16 @@ def blend_window_table(running: np.ndarray, window: np.ndarray, first: int, weig
     The frame's table is ``window`` (n,) f32 on the counts first .. first + n - 1 and flat
     beyond (``thermal.table_from_window``). running (L,) f32 <- running + weight * (table -
     running) (or the table itself when ``start``), lut (L,) uint8 <- running + 0.5 truncated,
-    float32 as numpy computes them. Returns the first and last count whose running value
-    lies in (0.5, 254.5) (where the mapping leaves 0 and reaches 255), ``(-1, -1)`` if none:
-    what ``thermal.blend_table`` and ``thermal.table_span`` give, in one pass.
+    float32 as numpy computes them. Returns the first and last count where the running
+    table has left its bottom value and not yet reached its top one (by more than half a
+    level): the counts it spreads over the grey levels, ``(-1, -1)`` for a flat table. What
+    ``thermal.blend_table`` and ``thermal.table_span`` give.
     """
     n = len(window)
     w = np.float32(weight)
-    lo, hi = -1, -1
+    half = np.float32(0.5)
+    lo = -1
+    bottom = np.float32(0.0)
     for k in range(len(running)):
         if k < first:
             t = window[0]
@@ -86,12 +89,16 @@ def blend_window_table(running: np.ndarray, window: np.ndarray, first: int, weig
             t = window[k - first]
         r = t if start else running[k] + w * (t - running[k])
         running[k] = r
-        lut[k] = np.uint8(r + np.float32(0.5))
-        if np.float32(0.5) < r < np.float32(254.5):
-            if lo < 0:
-                lo = k
-            hi = k
-    return lo, hi
+        lut[k] = np.uint8(r + half)
+        if k == 0:
+            bottom = r
+        elif lo < 0 and r > bottom + half:
+            lo = k
+    top = running[len(running) - 1]
+    for k in range(len(running) - 1, -1, -1):  # from the top: stops where the table leaves it
+        if running[k] < top - half:
+            return (lo, k) if lo >= 0 else (-1, -1)
+    return -1, -1
 
 
 @njit(inline="always")

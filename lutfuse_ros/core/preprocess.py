@@ -202,6 +202,14 @@ class ThermalAGC:
                    plateau=config.plateau, max_gain=config.max_gain,
                    smoothing=config.smoothing)
 
+    @property
+    def levels(self) -> tuple[int, int] | None:
+        """The lowest and highest grey level of the current mapping (a gain limit can keep
+        them off 0 and 255); ``None`` before the first 16-bit frame."""
+        if self._lut is None:
+            return None
+        return int(self._lut.min()), int(self._lut.max())
+
     def reset(self) -> None:
         """Forget the running mapping (a new camera, a bag that loops)."""
         if self.mode != "fixed":

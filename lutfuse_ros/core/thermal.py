@@ -266,10 +266,19 @@ def blend_table(running: np.ndarray | None, table: np.ndarray, weight: float) ->
 
 
 def table_span(table: np.ndarray) -> tuple[int, int]:
-    """First and last count where a [0, 255] table lies strictly inside (0.5, 254.5): the
-    count range it maps onto the grey levels; ``(-1, -1)`` for a flat table."""
-    inside = np.nonzero((table > 0.5) & (table < 254.5))[0]
-    return (int(inside[0]), int(inside[-1])) if len(inside) else (-1, -1)
+    """First and last count where a rising [0, 255] table has left its bottom value and not
+    yet reached its top one (by more than half a level): the counts it spreads over the grey
+    levels, also when a gain limit keeps it from reaching 0 and 255; ``(-1, -1)`` for a flat
+    table.
+
+    Example:
+        >>> table_span(np.array([40, 40, 41, 90, 200, 210, 210.2], np.float32))
+        (2, 4)
+    """
+    half = np.float32(0.5)
+    above = np.nonzero(table > table[0] + half)[0]
+    below = np.nonzero(table < table[-1] - half)[0]
+    return (int(above[0]), int(below[-1])) if len(above) and len(below) else (-1, -1)
 
 
 def range_table(low: float, high: float, levels: int = 65536) -> np.ndarray:
