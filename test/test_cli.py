@@ -62,6 +62,10 @@ def test_bad_model_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b"junk")
     res = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "o", "--model", bad)
     assert res.returncode == 2 and "bad.npz" in res.stderr and "Traceback" not in res.stderr
+    bad.write_text("model_path: /data/site1.npz\n")  # a text file given by mistake
+    res = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "o", "--model", bad)
+    assert res.returncode == 2 and "not a model file" in res.stderr
+    assert "pickle" not in res.stderr  # never invite unsafe loading
 
 
 def test_a_bad_setting_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys):

@@ -101,9 +101,9 @@ def _write_npz(path, **arrays):
 
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such model file"),
-    ("garbage", "not a readable model file"),
+    ("garbage", "not a model file"),
     ("truncated", "not a readable model file"),
-    ("pickled", "not a readable model file"),
+    ("pickled", "object array, which is never unpickled"),
     ("version", "format_version"),
     ("shape", "LUT must have shape"),
     ("nan", "NaN"),
@@ -137,6 +137,7 @@ def test_bad_model_files_name_file_and_problem(tmp_path, case, message):
     with pytest.raises(ModelFormatError, match=message) as err:
         load_model(path)
     assert path.name in str(err.value)
+    assert "allow_pickle" not in str(err.value)  # never an invitation to unpickle
 
 
 def test_model_file_is_a_plain_zip_of_npy(tmp_path):

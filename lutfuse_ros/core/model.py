@@ -160,10 +160,20 @@ def load_model(path: str | os.PathLike | None = None) -> FusionModel:
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such model file")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # numpy would try it as a pickle and say so: not our case
+        raise ModelFormatError(f"{path}: not a model file (a model is a .npz zip archive as "
+                               "lutfuse-train, lutfuse convert-official or save_model write it)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):  # numpy's message invites unsafe loading: say what it is
+            raise ModelFormatError(f"{path}: not a readable model file (it holds an object "
+                                   "array, which is never unpickled)") from None
+        raise ModelFormatError(f"{path}: not a readable model file ({exc})") from exc
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         raise ModelFormatError(f"{path}: not a readable model file ({exc})") from exc
     if "metadata_json" not in arrays or "lut" not in arrays:
         raise ModelFormatError(f"{path}: missing 'lut' or 'metadata_json' entry")
