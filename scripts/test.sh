@@ -37,7 +37,8 @@ if .venv/bin/python -c "import rclpy" 2>/dev/null; then
     # the workspace sourced.
     ROS_DISTRO=kilted AMENT_PREFIX_PATH="$ROOT/.venv" PATH="$ROOT/.venv/bin:$PATH" \
       bash scripts/test_install_space.sh colcon_ws/install test/test_ros2_tools.py \
-      test/test_sync.py test/test_launch_config.py::test_python_launch_file_builds
+      test/test_sync.py test/test_launch_config.py::test_python_launch_file_builds \
+      test/test_launch_config.py::test_xml_launch_files_set_the_old_dds_variable_only_where_needed
     echo "test.sh: ROS 2 tools leg (kilted) in $(( $(date +%s) - start )) s"
     # The same from a Jazzy (LTS) install space, built against the Jazzy wheels.
     bash scripts/jazzy_leg.sh

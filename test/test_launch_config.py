@@ -91,6 +91,30 @@ def test_python_launch_file_builds():
     assert any(type(e).__name__ == "Node" for e in description.entities)
 
 
+@pytest.mark.parametrize("distro", [None, "", "humble", "jazzy", "kilted"])
+@pytest.mark.parametrize("name", ["fusion.launch.xml", "record.launch.xml"])
+def test_xml_launch_files_set_the_old_dds_variable_only_where_needed(name, distro, monkeypatch):
+    """The Fast DDS 2 variable where ROS_DISTRO is unset, empty or Humble/Iron/Jazzy; the
+    condition must evaluate (a pip install has no ROS_DISTRO)."""
+    pytest.importorskip("launch_xml", reason="the launch frontend is not installable here")
+    from launch.actions import SetEnvironmentVariable
+    from launch.frontend import Parser
+
+    from launch import LaunchContext
+
+    if distro is None:
+        monkeypatch.delenv("ROS_DISTRO", raising=False)
+    else:
+        monkeypatch.setenv("ROS_DISTRO", distro)
+    entity, parser = Parser.load(str(ROOT / "launch" / name))
+    description = parser.parse_description(entity)
+    context = LaunchContext()  # the condition reads the environment only
+    old = [a for a in description.entities if isinstance(a, SetEnvironmentVariable)
+           and a.name[0].text == "FASTRTPS_DEFAULT_PROFILES_FILE"]
+    assert len(old) == 1
+    assert old[0].condition.evaluate(context) == (distro in (None, "", "humble", "jazzy"))
+
+
 def test_dds_profiles_are_valid_xml_with_big_shared_memory_segments():
     for name in ("fastdds_shm.xml", "fastdds_shm_localhost.xml"):
         root = ET.parse(ROOT / "config" / name).getroot()
