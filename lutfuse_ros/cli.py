@@ -290,9 +290,10 @@ def _add_fuse_parser(sub) -> None:
 
 def _add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="fusion metrics of a folder of fused images")
-    p.add_argument("--ir", type=Path, required=True)
-    p.add_argument("--vis", type=Path, required=True)
-    p.add_argument("--fused", type=Path, required=True)
+    p.add_argument("--ir", type=Path, required=True, help="folder of the 8-bit IR images")
+    p.add_argument("--vis", type=Path, required=True, help="folder of the visible images")
+    p.add_argument("--fused", type=Path, required=True,
+                   help="folder of fused images, named as the pairs")
     p.add_argument("--out", type=Path, default=None,
                    help="write metrics.csv/json/md and mosaics here")
     p.set_defaults(func=cmd_eval)
@@ -319,10 +320,11 @@ def _add_export_onnx_parser(sub) -> None:
 def _add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="time the forward pass stage by stage")
     p.add_argument("--sizes", nargs="+", type=_size, default=list(DEFAULT_SIZES), help="WxH")
-    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--runs", type=int, default=30, help="timed frames per case (median, p90)")
     p.add_argument("--context-scale", type=float, default=None,
                    help="context_scale of fast mode (default: the FusionConfig default)")
-    p.add_argument("--threads", type=int, default=FusionConfig.threads)
+    p.add_argument("--threads", type=int, default=FusionConfig.threads,
+                   help="CPU threads (0 = all cores)")
     p.add_argument("--device", default=FusionConfig.device, help="device of the torch backend")
     p.add_argument("--backends", nargs="+", default=["numba", "torch"],
                    help="numba (context engine auto), numba:onnxruntime, numba:opencv, "
@@ -344,9 +346,9 @@ def _add_bag_export_parser(sub) -> None:
     p = sub.add_parser("bag-export", help="write the thermal+RGB pairs of a rosbag2 as an "
                        "image-folder dataset (out/ir, out/vis)")
     p.add_argument("bag", type=Path, help="rosbag2 folder, .mcap or .db3")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC)
-    p.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC)
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    p.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC, help="thermal image topic")
+    p.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC, help="RGB image topic")
     p.add_argument("--slop", type=float, default=SyncConfig.slop,
                    help="largest stamp difference (s)")
     p.add_argument("--thermal-offset", type=float, default=SyncConfig.thermal_offset,
@@ -365,8 +367,8 @@ def _add_calibrate_parser(sub) -> None:
                      "or 16-bit counts: mapped by the node's default AGC)")
     src.add_argument("--vis", type=Path, default=None, help="folder of RGB images (same names)")
     src.add_argument("--bag", type=Path, default=None, help="rosbag2 (folder, .mcap or .db3)")
-    src.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC)
-    src.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC)
+    src.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC, help="bag: thermal topic")
+    src.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC, help="bag: RGB topic")
     src.add_argument("--every", type=int, default=30, help="bag: use every N-th pair")
     src.add_argument("--max-pairs", type=int, default=6,
                      help="pairs to use at most (spread over the input)")
@@ -388,16 +390,20 @@ def _add_thermal_parser(sub) -> None:
                    help="folder of 16-bit PNG/TIFF frames (8-bit ones pass through)")
     p.add_argument("--out", type=Path, required=True, help="folder for the 8-bit PNGs")
     agc = AGCConfig()
-    p.add_argument("--agc", default=agc.mode, choices=AGC_MODES)
-    p.add_argument("--plateau", type=float, default=agc.plateau)
+    p.add_argument("--agc", default=agc.mode, choices=AGC_MODES,
+                   help="mapping of the counts (as the node's agc.mode)")
+    p.add_argument("--plateau", type=float, default=agc.plateau,
+                   help="plateau mode: bin clip, in mean occupied bins")
     p.add_argument("--max-gain", type=float, default=agc.max_gain,
                    help="grey levels per count at most (plateau, percentile)")
-    p.add_argument("--smoothing", type=float, default=agc.smoothing)
+    p.add_argument("--smoothing", type=float, default=agc.smoothing,
+                   help="weight of each new frame in the running mapping (1: none)")
     p.add_argument("--low", type=float, default=agc.low, help="fixed mode")
     p.add_argument("--high", type=float, default=agc.high, help="fixed mode")
     p.add_argument("--bits", type=int, default=None, choices=(14, 16),
                    help="sensor bits (default: 14-bit high-aligned words are detected)")
-    p.add_argument("--byte-order", default="auto", choices=("auto", "native", "swapped"))
+    p.add_argument("--byte-order", default="auto", choices=("auto", "native", "swapped"),
+                   help="16-bit word byte order (auto: detected)")
     p.add_argument("--mosaic", type=Path, default=None,
                    help="before (raw min..max) | after picture of a few frames")
     p.set_defaults(func=cmd_thermal)
@@ -405,10 +411,12 @@ def _add_thermal_parser(sub) -> None:
 
 def _add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="fuse the embedded procedural pairs into a mosaic PNG")
-    p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"))
-    p.add_argument("--count", type=int, default=4)
+    p.add_argument("--out", type=Path, default=Path("out/demo_mosaic.png"),
+                   help="mosaic to write (PNG)")
+    p.add_argument("--count", type=int, default=4, help="procedural pairs to fuse")
     p.add_argument("--context-engine", default=FusionConfig.context_engine,
-                   choices=CONTEXT_ENGINES)
+                   choices=CONTEXT_ENGINES,
+                   help="what runs the context network (auto: ONNX Runtime, else OpenCV)")
     p.set_defaults(func=cmd_demo)
 
 

@@ -94,10 +94,18 @@ def test_demo_writes_a_mosaic(tmp_path):
     assert cv2.imread(str(tmp_path / "demo.png")).shape[0] == 2 * 240
 
 
-def test_every_command_has_help():
-    for cmd in ("fuse", "eval", "convert-official", "bench", "demo"):
-        res = lutfuse(cmd, "--help")
-        assert res.returncode == 0 and "usage" in res.stdout
+def test_every_command_and_option_has_help():
+    import argparse
+
+    from lutfuse_ros.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    for name, parser in commands.items():
+        bare = [a.dest for a in parser._actions if not a.help]
+        assert not bare, f"lutfuse {name}: options without help: {bare}"
+    res = lutfuse("fuse", "--help")
+    assert res.returncode == 0 and "usage" in res.stdout
 
 
 def test_bench_json_has_fast_and_exact_per_resolution(tmp_path):
