@@ -120,14 +120,19 @@ def overlay(pairs: list[Pair], result: CalibrationResult, count: int = 3) -> np.
                                 "after: calibrated (thermal border in yellow)"], height=height)
 
 
+def _px(value: float, digits: int) -> str:
+    """A pixel figure, or "n/a" where the search produced none (no patches, one pair)."""
+    return f"{value:.{digits}f} px" if np.isfinite(value) else "n/a"
+
+
 def report(result: CalibrationResult) -> str:
     lines = [f"thermal {result.thermal_size[0]}x{result.thermal_size[1]} -> RGB "
              f"{result.rgb_size[0]}x{result.rgb_size[1]}, {result.pairs_used} pair(s)",
              f"alignment score {result.score_before:.3f} (resize) -> {result.score_after:.3f}"
              f" (calibrated); chance level {result.score_mismatched:.3f}",
-             f"matched patches {result.patches}, residual {result.residual_px:.2f} px, "
-             f"pairs disagree by {result.spread_px:.1f} px"]
-    if result.spread_px > 2.0:
+             f"matched patches {result.patches}, residual {_px(result.residual_px, 2)}, "
+             f"pairs disagree by {_px(result.spread_px, 1)}"]
+    if np.isfinite(result.spread_px) and result.spread_px > 2.0:
         lines.append("  (the pairs do not agree to the pixel: a homography is exact for a "
                      "distant or planar scene; near objects show parallax)")
     lines.append("confident" if result.confident else f"NOT confident: {result.reason}")

@@ -256,8 +256,15 @@ def cmd_calibrate(args) -> int:
         result = cal.from_points(args.points, th, rgb, pairs)
     else:
         if not pairs:
-            print("lutfuse calibrate: error: no image pairs (give --ir and --vis, --bag, or "
-                  "--points)", file=sys.stderr)
+            if args.ir is not None:
+                from .core.imageio import why_no_pairs
+
+                found = why_no_pairs(args.ir, args.vis)
+                print(f"lutfuse calibrate: error: no image pairs in --ir/--vis ({found})",
+                      file=sys.stderr)
+            else:
+                print("lutfuse calibrate: error: no image pairs (give --ir and --vis, --bag, "
+                      "or --points)", file=sys.stderr)
             return EXIT_ERROR
         with tqdm(desc="calibrate", unit="step") as bar:
             def progress(done: int, total: int) -> None:

@@ -87,6 +87,28 @@ def test_a_bad_setting_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, monke
         cli.main(["demo", "--out", str(tmp_path / "m.png")])
 
 
+def test_calibrate_says_what_the_folders_hold_and_prints_no_nan(tmp_path):
+    ir, vis = make_folders(tmp_path / "rig")
+    for folder in (ir, vis):  # the images one level down, as some datasets ship them
+        (folder / "cam").mkdir()
+        for f in folder.glob("*.png"):
+            f.rename(folder / "cam" / f.name)
+    res = lutfuse("calibrate", "--ir", ir, "--vis", vis, "--out", tmp_path / "rig.yaml")
+    assert res.returncode == 2
+    assert "ir: 0 image(s), sub-folder(s) with images: cam/" in res.stderr, res.stderr
+
+    import numpy as np
+
+    from lutfuse_ros.calibrate import report
+    from lutfuse_ros.core.calibration import CalibrationResult
+    from lutfuse_ros.core.geometry import Size
+    refused = CalibrationResult(np.eye(3), Size(160, 120), Size(640, 480), 1, 0.2, 0.2, 0.1,
+                                float("inf"), float("nan"), 0, confident=False,
+                                reason="too few patches")
+    text = report(refused)
+    assert "nan" not in text and "inf" not in text and "residual n/a" in text
+
+
 def test_demo_writes_a_mosaic(tmp_path):
     res = lutfuse("demo", "--out", tmp_path / "demo.png", "--count", 2)
     assert res.returncode == 0, res.stderr

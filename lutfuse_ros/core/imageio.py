@@ -38,6 +38,34 @@ def match_pairs(ir_dir: str | Path, vis_dir: str | Path) -> PairListing:
                        vis_only=[vis[s] for s in sorted(set(vis) - set(ir))])
 
 
+def why_no_pairs(ir_dir: str | Path, vis_dir: str | Path) -> str:
+    """What two folders hold when :func:`match_pairs` finds no pair, in words: image counts
+    at their top level, sub-folders that hold images, names that do not match.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for sub in ("ir/thermal16", "vis"):
+        ...     (root / sub).mkdir(parents=True)
+        >>> _ = (root / "ir/thermal16/a.png").write_bytes(b"")
+        >>> print(why_no_pairs(root / "ir", root / "vis"))
+        ir: 0 image(s), sub-folder(s) with images: thermal16/ (point the option at it); vis: ...
+    """
+    parts = []
+    for folder in (Path(ir_dir), Path(vis_dir)):
+        found = _images(folder)
+        text = f"{folder.name}: {len(found)} image(s)"
+        subs = [d.name + "/" for d in sorted(folder.iterdir()) if d.is_dir() and _images(d)]
+        if subs:
+            text += f", sub-folder(s) with images: {', '.join(subs)} (point the option at it)"
+        parts.append(text)
+    ir, vis = _images(Path(ir_dir)), _images(Path(vis_dir))
+    if ir and vis:
+        parts.append(f"no name in common (e.g. {sorted(ir)[0]!r} and {sorted(vis)[0]!r}): "
+                     "pairs are matched by file name")
+    return "; ".join(parts)
+
+
 def read_ir(path: str | Path) -> np.ndarray:
     """Read an 8-bit IR image as (H, W) uint8 (colour files are converted to grey); 16-bit
     files are refused (:func:`read_thermal` maps them)."""
