@@ -7,9 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .bench import DEFAULT_SIZES
 from .core.config import FusionConfig
-from .core.errors import InputError, LutfuseError
+from .core.errors import ConfigError, InputError, LutfuseError
 from .core.geometry import Size, parse_size
 from .core.onnx_context import CONTEXT_ENGINES
 from .core.preprocess import AGCConfig
@@ -18,6 +20,7 @@ from .stream.bagio import DEFAULT_RGB_TOPIC, DEFAULT_THERMAL_TOPIC
 from .stream.sync import SyncConfig
 
 EXIT_OK, EXIT_SKIPPED, EXIT_ERROR = 0, 1, 2
+ALIGNMENT_CHECKS = 3  # pairs lutfuse fuse scores for alignment (~40 ms each at 640x480)
 
 
 def _fusion_args(p: argparse.ArgumentParser) -> None:
@@ -38,66 +41,131 @@ def _fusion_args(p: argparse.ArgumentParser) -> None:
                         "Runtime, else OpenCV, when the model carries ONNX; else torch)")
 
 
-def _make_fuser(args):
-    from .core import Fuser, FusionConfig, load_model
+def _file_pipeline(args):
+    """The node's frame pipeline for files: its settings from ``--params`` (a robot's
+    parameter file), then the command line's (model, fusion options, --calibration, --agc)."""
+    import dataclasses
 
+    import yaml
+
+    from .ros.params import NodeSettings
+    from .stream.pipeline import FramePipeline
+
+    settings = NodeSettings()
+    if args.params is not None:
+        try:
+            tree = yaml.safe_load(Path(args.params).read_text())
+            values = _flatten(next(iter(tree.values()))["ros__parameters"])
+            settings = NodeSettings.from_values(values)
+        except (OSError, yaml.YAMLError, AttributeError, KeyError, StopIteration,
+                TypeError) as exc:
+            raise ConfigError(f"{args.params}: not a ROS 2 parameter file of the fusion node "
+                              f"({type(exc).__name__}: {exc})") from None
+    changes: dict = {}
+    if args.model is not None:
+        changes["model_path"] = str(args.model)
+    if args.calibration is not None:
+        changes["registration.calibration_file"] = str(args.calibration)
+    if args.agc is not None:
+        changes["agc.mode"] = args.agc
+    fusion = {k: v for k, v in _fusion_changes(args).items()
+              if v != getattr(FusionConfig, k)}  # options left at their default keep --params'
+    changes.update({f"fusion.{k}": v for k, v in fusion.items()})
+    config = settings.with_values(changes).pipeline
+    if args.independent:  # each pair alone: the first-frame AGC and the pair's own range
+        pre = config.preprocess
+        config = dataclasses.replace(config, preprocess=dataclasses.replace(
+            pre, agc=dataclasses.replace(pre.agc, smoothing=1.0)))
+    return FramePipeline.from_config(config)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _fusion_changes(args) -> dict:
     kw = {"exact": args.exact, "threads": args.threads, "context_engine": args.context_engine}
     if args.context_scale is not None:
         kw["context_scale"] = args.context_scale
     if args.device != "cpu":
         kw.update(backend="torch", device=args.device)
-    return Fuser(load_model(args.model), FusionConfig(**kw))
+    return kw
 
 
 def cmd_fuse(args) -> int:
+    """Pairs of files (8-bit or raw 16-bit thermal, any sizes) through the node's pipeline:
+    AGC, registration, fusion with the stream's gradient range. A folder is one camera
+    stream in file-name order unless --independent."""
     from tqdm import tqdm
 
-    from .core import FusionInputError, check_pair
-    from .core.imageio import match_pairs, read_ir, read_visible, write_image
+    from .core import check_pair
+    from .core.calibration import MIN_SCORE, alignment_score
+    from .core.imageio import match_pairs, read_thermal, read_visible, why_no_pairs, write_image
 
-    fuser = _make_fuser(args)
-    batch = args.batch or (8 if fuser.config.backend == "torch" else 1)
+    pipeline = _file_pipeline(args)
     listing = match_pairs(args.ir, args.vis)
     problems = [f"no visible image for {p}" for p in listing.ir_only]
     problems += [f"no IR image for {p}" for p in listing.vis_only]
-    done = 0
-    chunk: list[tuple] = []  # (name, ir, vis) read and checked, not yet fused
+    if not listing.pairs:
+        problems.append(f"no pairs ({why_no_pairs(args.ir, args.vis)})")
+    batch = args.batch or (8 if args.independent and args.device != "cpu" else 1)
+    if batch > 1 and not args.independent:
+        raise ConfigError("--batch fuses unrelated pairs together: it needs --independent")
+    done, scores, chunk = 0, [], []
+
+    def write(name: str, image: np.ndarray, ir8: np.ndarray, vis: np.ndarray) -> None:
+        nonlocal done
+        write_image(Path(args.out) / f"{name}.png", image)
+        done += 1
+        if len(scores) < ALIGNMENT_CHECKS:  # the node's registration health score
+            scores.append((alignment_score(ir8, vis), name))
 
     def flush() -> None:
-        """Fuse the pairs read so far as batches; a pair the batch refuses (a frame too
-        small for the context scale) is fused alone, so only it is skipped."""
-        nonlocal done
-        try:
-            fused = fuser.fuse_batch([c[1] for c in chunk], [c[2] for c in chunk],
-                                     batch_size=batch)
-        except FusionInputError:
-            fused = []
-            for name, ir, vis in chunk:
-                try:
-                    fused.append(fuser.fuse(ir, vis))
-                except FusionInputError as exc:
-                    problems.append(f"{name}: {exc}")
-                    fused.append(None)
-        for (name, _, _), image in zip(chunk, fused):
-            if image is not None:
-                write_image(Path(args.out) / f"{name}.png", image)
-                done += 1
+        """Independent pairs, preprocessed one by one, fused ``batch`` at a time (per-image
+        gradient ranges, as the node's first frame of a stream)."""
+        fused = pipeline.fuser.fuse_batch([c[1] for c in chunk], [c[2] for c in chunk],
+                                          batch_size=batch)
+        for (name, ir8, vis), image in zip(chunk, fused):
+            write(name, image, ir8, vis)
         chunk.clear()
 
     for name, ir_path, vis_path in tqdm(listing.pairs, desc="fuse", unit="pair"):
         try:
-            ir, vis = check_pair(read_ir(ir_path), read_visible(vis_path))
+            raw = read_thermal(ir_path, agc=lambda counts: counts)  # counts: the node's AGC next
+            vis = read_visible(vis_path)
+            if args.independent:
+                pipeline.pre.reset()
+            if batch > 1:
+                ir8 = pipeline.pre.thermal(raw, Size.of(vis))
+                chunk.append((name, *check_pair(ir8, vis)))
+                if len(chunk) == batch:
+                    flush()
+                continue
+            frame = pipeline.fuse_arrays(raw, vis, "rgb" if vis.ndim == 3 else "gray")
         except (LutfuseError, OSError) as exc:
             problems.append(f"{name}: {exc}")
             continue
-        chunk.append((name, ir, vis))
-        if len(chunk) == batch:
-            flush()
-    flush()
+        write(name, frame.image, frame.thermal_8bit, vis)
+    if chunk:
+        flush()
     for line in problems:
         print(f"skipped: {line}", file=sys.stderr)
-    print(f"fused {done} pair(s) into {args.out} with model {fuser.model_id} "
-          f"({fuser.engine}, batches of {batch}); {len(problems)} skipped")
+    if scores and min(scores)[0] < MIN_SCORE:
+        score, name = min(scores)
+        print(f"warning: thermal and visible images do not line up ({name}: alignment score "
+              f"{score:.2f}, registered pairs score above {MIN_SCORE}); the fused images show "
+              "double edges. Estimate the rig's registration with `lutfuse calibrate --ir "
+              f"{args.ir} --vis {args.vis} --out rig.yaml` and fuse with --calibration "
+              "rig.yaml", file=sys.stderr)
+    mode = "independent pairs" if args.independent else "one stream in file-name order"
+    print(f"fused {done} pair(s) into {args.out} with model {pipeline.fuser.model_id} "
+          f"({pipeline.fuser.engine}; {mode}); {len(problems)} skipped")
     return EXIT_SKIPPED if problems or done == 0 else EXIT_OK
 
 
@@ -181,7 +249,6 @@ def cmd_bag_export(args) -> int:
 
 
 def cmd_thermal(args) -> int:
-    import numpy as np
     from tqdm import tqdm
 
     from .core.imageio import mosaic, write_image
@@ -289,9 +356,20 @@ def _add_fuse_parser(sub) -> None:
     p.add_argument("--vis", type=Path, required=True, help="folder of RGB or grey images")
     p.add_argument("--out", type=Path, required=True, help="output folder (PNG)")
     _fusion_args(p)
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="rig.yaml from lutfuse calibrate: registers the thermal images as "
+                        "the node does (default: resize to the visible size)")
+    p.add_argument("--agc", default=None, choices=AGC_MODES,
+                   help="16-bit thermal to 8 bit, as the node's agc.mode (default: plateau)")
+    p.add_argument("--params", type=Path, default=None,
+                   help="a robot's parameter file (config/fusion.yaml): every setting of the "
+                        "node; the options above override it")
+    p.add_argument("--independent", action="store_true",
+                   help="each pair alone (datasets of unrelated pairs): no AGC smoothing or "
+                        "gradient range carried from one pair to the next")
     p.add_argument("--batch", type=int, default=0,
-                   help="pairs of one size fused together (default: 8 with --device cuda, "
-                        "else 1)")
+                   help="with --independent: pairs fused together (default: 8 with --device "
+                        "cuda, else 1)")
     p.set_defaults(func=cmd_fuse)
 
 

@@ -206,3 +206,97 @@ def test_real_raw_frames_run_through_the_thermal_command(name, tmp_path):
     low, high = (int(v) for v in res.stdout.split("last mapping: counts ")[1].split(" ")[0]
                  .split(".."))
     assert counts.min() <= low < high <= counts.max(), res.stdout
+
+
+# -- a real rig's files through the node's pipeline ------------------------------------------
+def rig_folders(root, frames=3, rgb=(160, 120), thermal=(80, 64)):
+    """Raw 16-bit thermal frames of a camera looking at part of the visible view, the
+    visible frames, and the rig's calibration file (its true homography)."""
+    import yaml
+
+    from lutfuse_ros.core.geometry import Size
+    from lutfuse_ros.core.synthetic import random_thermal_view, reimage_thermal
+
+    rng = np.random.default_rng(4)
+    h = random_thermal_view(Size(*rgb), Size(*thermal), rng)
+    for i in range(frames):
+        ir, vis = synthetic_pair(seed=10 + i, shape=rgb[::-1])
+        counts = reimage_thermal(ir, h, Size(*thermal), counts16=True, rng=rng)
+        (root / "thermal").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "thermal" / f"f{i:02d}.png"), counts)
+        write_image(root / "visible" / f"f{i:02d}.png", vis)
+    calibration = root / "rig.yaml"
+    calibration.write_text(yaml.safe_dump({"mode": "homography",
+                                           "homography": [float(v) for v in h.ravel()],
+                                           "thermal_size": list(thermal), "rgb_size": list(rgb)}))
+    return root / "thermal", root / "visible", calibration
+
+
+def test_a_calibrated_16_bit_rig_fuses_as_the_node_publishes(tmp_path):
+    """lutfuse fuse on files = the node's frame pipeline on the same frames as messages, one
+    stream in file-name order (AGC smoothing, stable gradient range)."""
+    from lutfuse_ros.ros.params import NodeSettings
+    from lutfuse_ros.stream.codec import numpy_to_image
+    from lutfuse_ros.stream.pipeline import FramePipeline
+
+    thermal, visible, calibration = rig_folders(tmp_path)
+    res = lutfuse("fuse", "--ir", thermal, "--vis", visible, "--out", tmp_path / "fused",
+                  "--calibration", calibration)
+    assert res.returncode == 0, res.stderr
+    assert "warning" not in res.stderr  # registered: no alignment warning
+    settings = NodeSettings.from_values({"registration.calibration_file": str(calibration)})
+    node = FramePipeline.from_config(settings.pipeline)
+    for name in sorted(p.stem for p in thermal.glob("*.png")):
+        counts = cv2.imread(str(thermal / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        vis = cv2.imread(str(visible / f"{name}.png"))[:, :, ::-1].copy()
+        want = node(numpy_to_image(counts, "mono16"), numpy_to_image(vis, "rgb8")).image
+        got = cv2.imread(str(tmp_path / "fused" / f"{name}.png"))[:, :, ::-1]
+        assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_fuse_warns_about_unregistered_pairs_and_names_the_fix(tmp_path):
+    thermal, visible, calibration = rig_folders(tmp_path, frames=2)
+    res = lutfuse("fuse", "--ir", thermal, "--vis", visible, "--out", tmp_path / "fused")
+    assert res.returncode == 0, res.stderr  # resized, fused, but warned
+    assert "do not line up" in res.stderr and "lutfuse calibrate" in res.stderr
+    assert "--calibration rig.yaml" in res.stderr
+
+
+def test_fuse_names_bad_rig_input(tmp_path):
+    thermal, visible, calibration = rig_folders(tmp_path, frames=1)
+    other = tmp_path / "other.yaml"  # a calibration made for another thermal resolution
+    other.write_text(calibration.read_text().replace("- 80\n- 64", "- 160\n- 128"))
+    res = lutfuse("fuse", "--ir", thermal, "--vis", visible, "--out", tmp_path / "o",
+                  "--calibration", other)
+    assert res.returncode == 1 and "calibrated for 160x128" in res.stderr
+    assert "run lutfuse calibrate for this rig" in res.stderr
+    cv2.imwrite(str(thermal / "f00.png"), np.zeros((64, 80, 3), np.uint16))  # 16-bit colour
+    res = lutfuse("fuse", "--ir", thermal, "--vis", visible, "--out", tmp_path / "o")
+    assert res.returncode == 1 and "16-bit colour image" in res.stderr
+    res = lutfuse("fuse", "--ir", thermal, "--vis", visible, "--out", tmp_path / "o",
+                  "--batch", "4")
+    assert res.returncode == 2 and "needs --independent" in res.stderr
+
+
+def test_fuse_takes_a_robots_parameter_file_and_independent_pairs(tmp_path):
+    from lutfuse_ros.resources import config_file
+
+    ir, vis = make_folders(tmp_path, n=3)
+    stream = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "stream",
+                     "--params", config_file("fusion.yaml"))
+    alone = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "alone",
+                    "--independent", "--batch", "2")
+    assert stream.returncode == 0 and alone.returncode == 0, stream.stderr + alone.stderr
+    assert "one stream" in stream.stdout and "independent pairs" in alone.stdout
+    # each independent pair equals fusing it alone with the core (per-image gradient range)
+    from lutfuse_ros.core import Fuser
+    from lutfuse_ros.core.imageio import read_ir, read_visible
+    fuser = Fuser()
+    for i in range(3):
+        want = fuser.fuse(read_ir(ir / f"p{i}.png"), read_visible(vis / f"p{i}.png"))
+        got = cv2.imread(str(tmp_path / "alone" / f"p{i}.png"))[:, :, ::-1]
+        assert np.abs(got.astype(int) - want).max() <= 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("just: text\n")
+    res = lutfuse("fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "o", "--params", bad)
+    assert res.returncode == 2 and "not a ROS 2 parameter file" in res.stderr

@@ -87,7 +87,9 @@ def check_pair(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     if vis.shape[:2] != ir.shape:
         raise FusionInputError(
             f"ir {ir.shape[1]}x{ir.shape[0]} and vis {vis.shape[1]}x{vis.shape[0]} (WxH) "
-            "differ in size: register the thermal image to the visible one first")
+            "differ in size: register the thermal image to the visible one first (lutfuse "
+            "fuse does it with --calibration from lutfuse calibrate, the node with its "
+            "registration.* parameters)")
     if min(ir.shape) < 4:
         raise FusionInputError(f"images must be at least 4x4 pixels, got {ir.shape}")
     return writable(np.ascontiguousarray(ir)), writable(np.ascontiguousarray(vis))

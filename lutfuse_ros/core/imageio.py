@@ -89,6 +89,9 @@ def read_thermal(path: str | Path,
                              "with lutfuse_ros.core.preprocess.thermal_to_8bit first)")
         raise InputError(f"{path}: thermal must be 8- or 16-bit, got {img.dtype}")
     if img.ndim == 3:
+        if img.dtype == np.uint16:
+            raise InputError(f"{path}: 16-bit colour image: thermal counts must be one channel "
+                             "(save the camera's raw frame, not a colourised one)")
         img = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
     return agc(to_counts(img)) if img.dtype == np.uint16 else img
 

@@ -421,16 +421,19 @@ class Registration:
         if self.thermal_size is not None and (tw, th) != self.thermal_size:
             raise RegistrationError(
                 f"thermal frame is {tw}x{th} but the registration is calibrated for "
-                f"{self.thermal_size[0]}x{self.thermal_size[1]}")
+                f"{self.thermal_size[0]}x{self.thermal_size[1]} (a calibration holds for one "
+                "pair of resolutions: run lutfuse calibrate for this rig)")
         if self.rgb_size is not None and (w, h) != self.rgb_size:
             raise RegistrationError(
                 f"RGB frame is {w}x{h} but the registration is calibrated for "
-                f"{self.rgb_size[0]}x{self.rgb_size[1]}")
+                f"{self.rgb_size[0]}x{self.rgb_size[1]} (a calibration holds for one pair of "
+                "resolutions: run lutfuse calibrate for this rig)")
         if self.mode == "none":
             if (tw, th) != (w, h):
                 raise RegistrationError(
                     f"thermal {tw}x{th} and RGB {w}x{h} differ in size and registration mode is "
-                    "'none' (use resize, crop_resize or homography)")
+                    "'none' (use resize, crop_resize or homography, or a calibration file from "
+                    "lutfuse calibrate)")
             return ir
         if self.mode == "resize":
             if (tw, th) == (w, h):

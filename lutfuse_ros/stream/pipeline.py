@@ -161,6 +161,20 @@ class FramePipeline:
             vis = image_to_numpy(rgb_msg, VISIBLE_ENCODINGS)
             raw = image_to_numpy(thermal_msg, THERMAL_ENCODINGS)
             order = _ORDER[rgb_msg.encoding]
+        return self.fuse_arrays(raw, vis, order, timings)
+
+    def fuse_arrays(self, raw: np.ndarray, vis: np.ndarray, order: str = "rgb",
+                    timings: dict[str, float] | None = None) -> FusedFrame:
+        """A decoded pair through the same steps (AGC, registration, fusion with the
+        stream's gradient range, output encoding): what ``lutfuse fuse`` runs on files.
+
+        Args:
+            raw: :math:`(H_t, W_t)` uint16 counts or uint8 thermal image.
+            vis: :math:`(H, W, 3|4)` uint8 in ``order`` (``"rgb"`` or ``"bgr"``), or
+                :math:`(H, W)` uint8 with ``order="gray"``.
+        """
+        timings = {} if timings is None else timings
+        stage = StageTimer(timings).stage
         with stage("agc"):  # = pre.thermal(), in two steps to keep the unregistered image
             agc8 = self.pre.agc(raw)
         with stage("registration"):
