@@ -41,15 +41,12 @@ def _fusion_args(p: argparse.ArgumentParser) -> None:
                         "Runtime, else OpenCV, when the model carries ONNX; else torch)")
 
 
-def _file_pipeline(args):
-    """The node's frame pipeline for files: its settings from ``--params`` (a robot's
-    parameter file), then the command line's (model, fusion options, --calibration, --agc)."""
-    import dataclasses
-
+def _file_settings(args):
+    """The node's settings for files: from ``--params`` (a robot's parameter file), then the
+    command line's (model, fusion options, --calibration, --agc, --slop, --thermal-offset)."""
     import yaml
 
     from .ros.params import NodeSettings
-    from .stream.pipeline import FramePipeline
 
     settings = NodeSettings()
     if args.params is not None:
@@ -71,7 +68,20 @@ def _file_pipeline(args):
     fusion = {k: v for k, v in _fusion_changes(args).items()
               if v != getattr(FusionConfig, k)}  # options left at their default keep --params'
     changes.update({f"fusion.{k}": v for k, v in fusion.items()})
-    config = settings.with_values(changes).pipeline
+    for name in ("slop", "thermal_offset"):
+        if getattr(args, name, None) is not None:
+            changes[f"sync.{name}"] = getattr(args, name)
+    return settings.with_values(changes)
+
+
+def _file_pipeline(args, settings):
+    """The node's frame pipeline built from ``settings`` (``--independent``: no AGC
+    smoothing from one pair to the next)."""
+    import dataclasses
+
+    from .stream.pipeline import FramePipeline
+
+    config = settings.pipeline
     if args.independent:  # each pair alone: the first-frame AGC and the pair's own range
         pre = config.preprocess
         config = dataclasses.replace(config, preprocess=dataclasses.replace(
@@ -98,6 +108,38 @@ def _fusion_changes(args) -> dict:
     return kw
 
 
+def _fuse_bag(args, settings, pipeline) -> int:
+    """A recording's synchronised pairs through the node's pipeline (its sync policy, AGC,
+    registration, stream state): what the node would publish, as PNGs named by RGB stamp,
+    and a contact sheet (thermal | visible | fused) of a few frames."""
+    from tqdm import tqdm
+
+    from .core.imageio import mosaic, write_image
+    from .stream.bagio import BagReport, read_pairs
+
+    out, report, sheet = Path(args.out), BagReport(), []
+    sync = settings.sync
+    done = 0
+    # AGC only (register=False): the pipeline registers, as the node does after its AGC
+    pairs = read_pairs(args.bag, args.thermal_topic, args.rgb_topic, sync.slop,
+                       sync.thermal_offset, pre=pipeline.pre, report=report, register=False)
+    for stamp, ir8, rgb in tqdm(pairs, desc="fuse", unit="pair"):
+        frame = pipeline.fuse_arrays(ir8, rgb, "rgb" if rgb.ndim == 3 else "gray")
+        write_image(out / f"{stamp}.png", frame.image)
+        if args.sheet is not None and done % args.sheet_every == 0 and len(sheet) < 4:
+            sheet.append([frame.thermal_8bit, rgb, frame.image])
+        done += 1
+    print(f"{args.bag}: {report.summary()}")
+    if args.sheet is not None and sheet:
+        write_image(args.sheet, mosaic(sheet, labels=["thermal (registered)", "visible",
+                                                      "fused"]))
+        print(f"contact sheet: {args.sheet}")
+    print(f"fused {done} pair(s) into {out} with model {pipeline.fuser.model_id} "
+          f"({pipeline.fuser.engine}; the node's pipeline on the recording)")
+    lost = report.undecodable or report.read_error
+    return EXIT_SKIPPED if lost or done == 0 else EXIT_OK
+
+
 def cmd_fuse(args) -> int:
     """Pairs of files (8-bit or raw 16-bit thermal, any sizes) through the node's pipeline:
     AGC, registration, fusion with the stream's gradient range. A folder is one camera
@@ -108,7 +150,12 @@ def cmd_fuse(args) -> int:
     from .core.calibration import MIN_SCORE, alignment_score
     from .core.imageio import match_pairs, read_thermal, read_visible, why_no_pairs, write_image
 
-    pipeline = _file_pipeline(args)
+    settings = _file_settings(args)
+    pipeline = _file_pipeline(args, settings)
+    if args.bag is not None:
+        return _fuse_bag(args, settings, pipeline)
+    if args.ir is None or args.vis is None:
+        raise ConfigError("give --ir and --vis (folders of pairs), or --bag (a recording)")
     listing = match_pairs(args.ir, args.vis)
     problems = [f"no visible image for {p}" for p in listing.ir_only]
     problems += [f"no IR image for {p}" for p in listing.vis_only]
@@ -351,9 +398,23 @@ def cmd_calibrate(args) -> int:
 
 
 def _add_fuse_parser(sub) -> None:
-    p = sub.add_parser("fuse", help="fuse every IR/visible pair matched by file name")
-    p.add_argument("--ir", type=Path, required=True, help="folder of 8-bit IR images")
-    p.add_argument("--vis", type=Path, required=True, help="folder of RGB or grey images")
+    p = sub.add_parser("fuse", help="fuse pairs of files (matched by name) or a recording "
+                       "through the node's pipeline")
+    p.add_argument("--ir", type=Path, default=None,
+                   help="folder of thermal images (8-bit, or raw 16-bit counts)")
+    p.add_argument("--vis", type=Path, default=None, help="folder of RGB or grey images")
+    p.add_argument("--bag", type=Path, default=None,
+                   help="a rosbag2 recording instead of --ir/--vis (folder, .mcap or .db3)")
+    p.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC, help="--bag: thermal topic")
+    p.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC, help="--bag: RGB topic")
+    p.add_argument("--slop", type=float, default=None,
+                   help="--bag: largest stamp difference of a pair (s; default the node's)")
+    p.add_argument("--thermal-offset", type=float, default=None,
+                   help="--bag: seconds added to thermal stamps (default the node's)")
+    p.add_argument("--sheet", type=Path, default=None,
+                   help="--bag: also write a contact sheet (thermal | visible | fused) here")
+    p.add_argument("--sheet-every", type=int, default=30,
+                   help="--bag: frames between the contact sheet's rows")
     p.add_argument("--out", type=Path, required=True, help="output folder (PNG)")
     _fusion_args(p)
     p.add_argument("--calibration", type=Path, default=None,
