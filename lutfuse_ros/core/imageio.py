@@ -117,6 +117,19 @@ def write_image(path: str | Path, img: np.ndarray, order: str = "rgb") -> None:
         raise OSError(f"{path}: could not write image")
 
 
+def _label(tile: np.ndarray, text: str, origin: tuple[int, int] = (6, 20)) -> None:
+    """Yellow text with a black outline. The outline is the same thin text drawn around it
+    one pixel off in each direction: a thicker stroke is laid out wider by OpenCV 5 and
+    showed a second, shifted outline beside the letters."""
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.6
+    x, y = origin
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            if dx or dy:
+                cv2.putText(tile, text, (x + dx, y + dy), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(tile, text, (x, y), font, scale, (255, 255, 0), 1, cv2.LINE_AA)
+
+
 def mosaic(rows: list[list[np.ndarray]], labels: list[str] | None = None,
            height: int = 240) -> np.ndarray:
     """Tile RGB/gray uint8 images into one RGB image; each row scaled to ``height`` pixels.
@@ -136,8 +149,7 @@ def mosaic(rows: list[list[np.ndarray]], labels: list[str] | None = None,
         tiles = [rgb(img) for img in row]
         if labels and r == 0:
             for tile, text in zip(tiles, labels):
-                cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
-                cv2.putText(tile, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1)
+                _label(tile, text)
         strips.append(np.concatenate(tiles, axis=1))
     width = max(s.shape[1] for s in strips)
     strips = [np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0))) for s in strips]
