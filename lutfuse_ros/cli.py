@@ -44,20 +44,11 @@ def _fusion_args(p: argparse.ArgumentParser) -> None:
 def _file_settings(args):
     """The node's settings for files: from ``--params`` (a robot's parameter file), then the
     command line's (model, fusion options, --calibration, --agc, --slop, --thermal-offset)."""
-    import yaml
-
-    from .ros.params import NodeSettings
+    from .ros.params import NodeSettings, read_params_file
 
     settings = NodeSettings()
     if args.params is not None:
-        try:
-            tree = yaml.safe_load(Path(args.params).read_text())
-            values = _flatten(next(iter(tree.values()))["ros__parameters"])
-            settings = NodeSettings.from_values(values)
-        except (OSError, yaml.YAMLError, AttributeError, KeyError, StopIteration,
-                TypeError) as exc:
-            raise ConfigError(f"{args.params}: not a ROS 2 parameter file of the fusion node "
-                              f"({type(exc).__name__}: {exc})") from None
+        settings = NodeSettings.from_values(read_params_file(args.params))
     changes: dict = {}
     if args.model is not None:
         changes["model_path"] = str(args.model)
@@ -87,16 +78,6 @@ def _file_pipeline(args, settings):
         config = dataclasses.replace(config, preprocess=dataclasses.replace(
             pre, agc=dataclasses.replace(pre.agc, smoothing=1.0)))
     return FramePipeline.from_config(config)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _fusion_changes(args) -> dict:

@@ -6,10 +6,9 @@ import xml.etree.ElementTree as ET
 from importlib.metadata import entry_points
 
 import pytest
-import yaml
 
 from lutfuse_ros.ros.param_docs import to_markdown, to_yaml
-from lutfuse_ros.ros.params import BY_NAME, PARAMS, RECORDER_PARAMS
+from lutfuse_ros.ros.params import BY_NAME, PARAMS, RECORDER_PARAMS, read_params_file
 
 from conftest import ROOT
 
@@ -17,20 +16,10 @@ CONSOLE_SCRIPTS = {ep.name for ep in entry_points(group="console_scripts")
                    if ep.value.startswith("lutfuse_ros")}
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def test_fusion_yaml_lists_every_parameter_with_its_default():
     text = (ROOT / "config" / "fusion.yaml").read_text()
     assert text == to_yaml(), "regenerate: python -m lutfuse_ros.ros.param_docs --yaml"
-    values = flatten(yaml.safe_load(text)["/**"]["ros__parameters"])
+    values = read_params_file(ROOT / "config" / "fusion.yaml")
     assert values == {p.name: p.default for p in PARAMS}
 
 

@@ -194,7 +194,7 @@ class TorchBackend:
                                  "CUDA 13); 'auto' falls back to the torch ops")
         self.pixel_kernels = "CuPy CUDA kernels" if self.kernels else "torch ops"
         self.synchronize = (lambda: torch.cuda.synchronize(self.device)) if cuda else None
-        self.use_graphs = cuda and config.cuda_graph
+        self.use_graphs = config.uses_cuda_graph
         self._graphs: OrderedDict[tuple, _GraphSet] = OrderedDict()
         self._seen: set[tuple] = set()
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..core.config import BACKENDS, GPU_KERNELS, PRECISIONS, RENAMED_BACKENDS, FusionConfig
+from ..core.errors import ConfigError
 from ..core.onnx_context import CONTEXT_ENGINES
 from ..core.preprocess import (
     GRADIENT_MODES,
@@ -127,6 +129,38 @@ class NodeSettings:
         for group, changes in groups.items():
             top[group] = dataclasses.replace(getattr(self, group), **changes)
         return dataclasses.replace(self, **top)
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """``{parameter name: value}`` of a ROS 2 parameter file (``config/fusion.yaml``, a
+    robot's copy): the first node entry's ``ros__parameters``, groups joined with dots.
+
+    Example:
+        >>> from lutfuse_ros.resources import config_file
+        >>> read_params_file(config_file("fusion.yaml"))["fusion.context_scale"]
+        0.0625
+
+    Raises:
+        ConfigError: unreadable, or not a parameter file.
+    """
+    import yaml
+
+    def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    try:
+        tree = yaml.safe_load(Path(path).read_text())
+        return flatten(next(iter(tree.values()))["ros__parameters"])
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, StopIteration,
+            TypeError) as exc:
+        raise ConfigError(f"{path}: not a ROS 2 parameter file of the fusion node "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def default_value(name: str) -> Any:
