@@ -41,6 +41,9 @@ if [ ! -x "$ROOTFS/usr/bin/python3.11" ]; then
   for deb in "$ROOTFS"/var/cache/apt/archives/*.deb; do dpkg-deb -x "$deb" "$ROOTFS"; done
 fi
 
+# pip's "dependency resolver ... launch-ros requires ament_index_python" line (.venv holds the
+# ROS 2 tools, whose PyPI names differ) says nothing about the target folder: filtered.
+QUIET='^WARNING: Location|dependency resolver does not currently|launch-ros .* requires ament_index_python'
 # The runtime's dependencies as aarch64 wheels (install_requires minus what only the
 # recorder/eval use), and the package itself, as `pip install` puts them on a robot.
 # onnxruntime 1.27.0: 1.28 and later die at import under qemu-user 7.2 (SIGSEGV in CPU
@@ -51,11 +54,11 @@ if [ ! -f "$SITE/.complete" ]; then
   "$PY" -m pip install -q --target "$SITE" --only-binary=:all: --python-version 3.11 \
     --implementation cp --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 \
     --platform manylinux2014_aarch64 \
-    numpy opencv-python-headless numba onnxruntime==1.27.0 pyyaml 2>&1 | grep -v "^WARNING: Location" || true
+    numpy opencv-python-headless numba onnxruntime==1.27.0 pyyaml 2>&1 | grep -Ev "$QUIET" || true
   touch "$SITE/.complete"
 fi
 rm -rf "$CACHE/pkg"
-"$PY" -m pip install -q --no-deps --target "$CACHE/pkg" . 2>&1 | grep -v "^WARNING: Location" || true
+"$PY" -m pip install -q --no-deps --target "$CACHE/pkg" . 2>&1 | grep -Ev "$QUIET" || true
 [ -d "$CACHE/pkg/lutfuse_ros" ] || { echo "arm64_check: pip did not install lutfuse_ros" >&2; exit 1; }
 echo "arm64_check: rootfs + wheels ready in $(( $(date +%s) - start )) s"
 

@@ -12,10 +12,17 @@ tools="$PWD/../shared/ros2-python"
 [ -d "$tools/$distro" ] || { echo "ros2_tools: $tools/$distro absent" >&2; exit 2; }
 if [ "$distro" = jazzy ]; then venv=.venv-jazzy ws=colcon_ws_jazzy; else venv=.venv ws=colcon_ws; fi
 start=$(date +%s)
-bash "$tools/install.sh" "$venv" "$distro" > /dev/null
+# The upstream sources build with setuptools warnings (license classifiers, tests_require) and
+# pip's resolver names launch-ros's ament_index_python (the PyPI wheel's name differs): pages
+# of noise on a passing run. Kept in a log, shown when the install fails.
+mkdir -p build
+log="build/ros2_tools_$distro.log"
+bash "$tools/install.sh" "$venv" "$distro" > "$log" 2>&1 || {
+  cat "$log" >&2; echo "ros2_tools: installing the $distro tools failed (above; $log)" >&2; exit 1; }
 mkdir -p "$ws/src"
 rm -rf "$ws/src/composition_interfaces"
 cp -r "$tools/$distro/composition_interfaces" "$ws/src/composition_interfaces"
 chmod -R u+w "$ws/src/composition_interfaces"
 LUTFUSE_DISTRO=$distro bash scripts/colcon_build.sh
-echo "ros2_tools: $distro tools and composition_interfaces in $(( $(date +%s) - start )) s"
+echo "ros2_tools: $distro tools and composition_interfaces in $(( $(date +%s) - start )) s (install log: $log)"
+echo "ros2_tools: launch_ros imports composition_interfaces, which lives in $ws: source $ws/install/setup.sh before using it"

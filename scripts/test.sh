@@ -10,7 +10,8 @@
 #     param, Ctrl-C, two rigs, the recorder; message_filters against the sync policy);
 #     then the Jazzy leg (scripts/jazzy_leg.sh): the node, robot-loop and tool tests again,
 #     built and run against ROS 2 Jazzy;
-#  4. the short ARM64 check of the torch-free runtime (scripts/arm64_check.sh).
+#  4. the Python 3.10 leg (scripts/py310_leg.sh): the runtime's tests on Humble's Python;
+#  5. the short ARM64 check of the torch-free runtime (scripts/arm64_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -48,6 +49,10 @@ if .venv/bin/python -c "import rclpy" 2>/dev/null; then
 else
   echo "test.sh: no ROS 2 (rclpy) here: colcon build and install-space tests skipped"
 fi
+
+# Python 3.10 (Humble, JetPack 6): the runtime's tests on the oldest Python the package
+# supports (skipped, saying so, where no Python 3.10 is found).
+bash scripts/py310_leg.sh
 
 # debootstrap needs root (CI runs as root here). LUTFUSE_SKIP_ARM64=1 skips the leg (it
 # apt-installs debootstrap and qemu-user-static and keeps ~0.7 GB in build/arm64).

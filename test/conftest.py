@@ -2,6 +2,7 @@
 private, loopback-only ROS 2 graph for the tests that start nodes."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
@@ -19,6 +20,12 @@ from lutfuse_ros.resources import config_file, dds_profile_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+# The runtime runs without torch (ONNX Runtime): a machine with only the runtime installed
+# (the Python 3.10 leg of scripts/test.sh) skips what compares against or trains with torch.
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="needs torch (the training extra: pip install -e '.[training]'); the runtime does not")
 
 # Network safety: every ROS 2 participant of the test run (this process and the nodes it
 # starts) stays on loopback, on a domain of its own, logging into a temp dir.

@@ -17,6 +17,8 @@ from lutfuse_ros.core.imageio import match_pairs, read_ir, read_visible  # noqa:
 from lutfuse_ros.core.synthetic import synthetic_pair  # noqa: E402
 from lutfuse_ros.stream.bagio import BagError, BagReport, read_pairs  # noqa: E402
 
+from conftest import needs_torch
+
 TS = get_typestore(Stores.ROS2_HUMBLE)
 Image = TS.types["sensor_msgs/msg/Image"]
 CompressedImage = TS.types["sensor_msgs/msg/CompressedImage"]
@@ -140,6 +142,7 @@ def test_missing_topic_and_non_bag_are_named(tmp_path):
         list(read_pairs(tmp_path / "junk.mcap"))
 
 
+@needs_torch
 def test_training_reads_pairs_straight_from_a_bag(tmp_path):
     from lutfuse_training.data import load_pairs
 

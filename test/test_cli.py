@@ -14,7 +14,7 @@ from lutfuse_ros.core.imageio import write_image
 from lutfuse_ros.core.synthetic import synthetic_pair
 from lutfuse_ros.core.thermal import read_raw_thermal
 
-from conftest import SHARED
+from conftest import SHARED, needs_torch
 
 
 def lutfuse(*args, cwd=None):
@@ -139,6 +139,7 @@ def test_bench_json_has_fast_and_exact_per_resolution(tmp_path):
     assert "lookup+to_rgb" in figures["128x96"]["modes"]["fast_numba"]["stages_median_ms"]
 
 
+@needs_torch
 def test_bench_measures_the_speed_up_over_the_authors_pass_in_alternating_rounds(tmp_path):
     res = lutfuse("bench", "--sizes", "96x64", "--runs", "2", "--backends", "numba", "torch",
                   "--ratio-rounds", "3", "--json", tmp_path / "b.json")

@@ -6,6 +6,8 @@ import pytest
 
 from lutfuse_ros.core import Fuser, FusionConfig, FusionInputError, FusionModel, load_model
 
+from conftest import needs_torch
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -16,6 +18,7 @@ def max_abs_diff(a, b):
     return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
 
 
+@needs_torch
 @pytest.mark.parametrize("exact, scale", [(True, 1.0), (False, 0.5), (False, 0.25)])
 def test_numpy_and_torch_backends_agree_to_one_lsb(model, pair, exact, scale):
     ir, vis = pair
@@ -40,6 +43,7 @@ def test_alpha_channel_is_ignored(model, pair):
     np.testing.assert_array_equal(fuser.fuse(ir, rgba), fuser.fuse(ir, vis))
 
 
+@needs_torch
 def test_grey_visible_gives_grey_output(model, pair):
     ir, vis = pair
     grey = vis.mean(axis=2).astype(np.uint8)
@@ -48,6 +52,7 @@ def test_grey_visible_gives_grey_output(model, pair):
         assert out.shape == grey.shape
 
 
+@needs_torch
 def test_identity_table_returns_the_visible_image(model, pair):
     """A table whose value is the luma node itself leaves the visible image unchanged."""
     ir, vis = pair
@@ -151,6 +156,7 @@ def test_bad_vis_order(model, pair):
         Fuser(model).fuse(*pair, vis_order="yuv")
 
 
+@needs_torch
 def test_fp16_context_stays_within_two_grey_levels_of_fp32(model, pair):
     """fp16 is meant for GPUs; the maths (and so the quality) is the same on the CPU."""
     ir, vis = pair

@@ -20,7 +20,7 @@ from lutfuse_ros.core.model import official_model_path
 from lutfuse_ros.core.onnx_context import OnnxContextNet, reference_context, resolve_engine
 from lutfuse_ros.core.synthetic import synthetic_pair
 
-from conftest import ROOT, shared_path
+from conftest import ROOT, needs_torch, shared_path
 
 ENGINES = ("onnxruntime", "opencv")
 
@@ -40,6 +40,7 @@ def pairs(count_real: int = 2):
     return out
 
 
+@needs_torch
 @pytest.mark.parametrize("model_path", [None, official_model_path()], ids=["ours", "authors"])
 @pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
 def test_onnx_engines_equal_the_torch_path_to_one_lsb(model_path, exact):
@@ -56,6 +57,7 @@ def test_onnx_engines_equal_the_torch_path_to_one_lsb(model_path, exact):
                 assert worst <= 1 and share < 0.01, (engine, worst, share)
 
 
+@needs_torch
 def test_auto_prefers_onnx_and_falls_back_to_torch():
     model = load_model()
     assert resolve_engine("auto", model) == "onnxruntime"
@@ -111,6 +113,7 @@ def test_bad_or_stale_onnx_graphs_are_refused(tmp_path):
             Fuser(load_model(tmp_path / "stale.npz"), FusionConfig(context_engine=engine))
 
 
+@needs_torch
 def test_numpy_reference_of_the_context_net_equals_torch():
     import torch
     model = load_model()
@@ -120,6 +123,7 @@ def test_numpy_reference_of_the_context_net_equals_torch():
     np.testing.assert_allclose(reference_context(model, x), want, atol=1e-5)
 
 
+@needs_torch
 def test_export_onnx_writes_a_graph_for_other_runtimes(tmp_path, capsys):
     bare = tmp_path / "bare.npz"
     save_model(replace(load_model(), context_onnx=None), bare)
@@ -143,6 +147,7 @@ def test_shipped_models_carry_their_onnx_graph():
         assert load_model(path).context_onnx is not None
 
 
+@needs_torch
 def test_real_pairs_match_when_the_data_is_here():
     root = shared_path("data", "ivif", "RoadScene_test")
     model = load_model()

@@ -8,7 +8,7 @@ from lutfuse_ros.core import Fuser, FusionConfig, load_model
 from lutfuse_ros.core.imageio import read_ir, read_visible
 from lutfuse_ros.core.model import official_model_path
 
-from conftest import shared_path
+from conftest import needs_torch, shared_path
 
 
 @pytest.mark.parametrize("dataset", ["MSRS_test", "RoadScene_test"])
@@ -32,6 +32,7 @@ def test_exact_mode_matches_official_outputs(dataset):
     print(f"{dataset}: worst within +-1 {worst_within:.6f}, worst PSNR {worst_psnr:.1f} dB")
 
 
+@needs_torch
 def test_torch_exact_matches_official_output():
     name = "00004N.png"
     ref = read_visible(shared_path("reference", "official-outputs", "MSRS_test", name))

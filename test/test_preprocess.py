@@ -15,6 +15,8 @@ from lutfuse_ros.core.preprocess import (
 )
 from lutfuse_ros.core.synthetic import synthetic_pair
 
+from conftest import needs_torch
+
 
 def counts(seed: int, level: int = 20000, size=(48, 64)) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -183,6 +185,7 @@ def test_stable_normaliser_softens_the_jump_when_an_edge_enters():
     assert largest_jump(GradientNormaliser("stable")) < 0.5 * per_image
 
 
+@needs_torch
 def test_torch_backend_takes_the_same_gradient_range(pair):
     from lutfuse_ros.core import FusionConfig
 

@@ -23,7 +23,7 @@ from lutfuse_ros.stream.bagio import BagReport, read_pairs  # noqa: E402
 from lutfuse_ros.stream.codec import image_to_numpy, numpy_to_image  # noqa: E402
 from lutfuse_ros.stream.pipeline import FramePipeline  # noqa: E402
 
-from conftest import ROOT, executable  # noqa: E402
+from conftest import ROOT, executable, needs_torch  # noqa: E402
 
 TINY = ROOT / "training" / "configs" / "tiny.yaml"
 
@@ -193,6 +193,7 @@ def test_recorder_refuses_an_unwritable_path(rclpy_session, tmp_path):
     assert result.returncode == 2 and "missing or not writable" in result.stdout
 
 
+@needs_torch
 def test_record_train_deploy_loop(rclpy_session, tmp_path):
     from lutfuse_training.cli import main as train
 

@@ -26,7 +26,9 @@ def synthetic_pair(seed: int = 0, shape: tuple[int, int] = (480, 640),
     vis[:horizon] = (np.array([90, 140, 220]) * (1 - rows) + np.array([200, 215, 235]) * rows)
     ir[:horizon] = 20 + 15 * rows[:, :, 0]
     vis[horizon:] = (85, 85, 90)
-    ir[horizon:] = 110
+    # Sun-warmed asphalt by day; at night the road has cooled below the building walls, as
+    # in real night scenes (MSRS): a camera's AGC then shows it mid-grey, people bright.
+    ir[horizon:] = 80 if night else 110
     x = 0
     while x < w:  # buildings
         bw, bh = int(rng.integers(w // 10, w // 4)), int(rng.integers(h // 6, horizon))
