@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +51,16 @@ def _file_settings(args):
     if args.params is not None:
         settings = NodeSettings.from_values(read_params_file(args.params))
     changes: dict = {}
-    if args.model is not None:
+    if getattr(args, "model", None) is not None:
         changes["model_path"] = str(args.model)
     if args.calibration is not None:
         changes["registration.calibration_file"] = str(args.calibration)
     if args.agc is not None:
         changes["agc.mode"] = args.agc
-    fusion = {k: v for k, v in _fusion_changes(args).items()
-              if v != getattr(FusionConfig, k)}  # options left at their default keep --params'
-    changes.update({f"fusion.{k}": v for k, v in fusion.items()})
+    if hasattr(args, "exact"):  # commands that fuse
+        fusion = {k: v for k, v in _fusion_changes(args).items()
+                  if v != getattr(FusionConfig, k)}  # options left at default keep --params'
+        changes.update({f"fusion.{k}": v for k, v in fusion.items()})
     for name in ("slop", "thermal_offset"):
         if getattr(args, name, None) is not None:
             changes[f"sync.{name}"] = getattr(args, name)
@@ -276,6 +278,37 @@ def cmd_bag_export(args) -> int:
     return EXIT_SKIPPED if lost else EXIT_OK
 
 
+def cmd_shards(args) -> int:
+    """Recordings -> shards for streaming training, with the node's preprocessing."""
+    from .stream.shards import convert, distributed_rank, expand_bags, rank_share
+
+    settings = _file_settings(args)
+    bags = expand_bags(args.bags)
+    rank, world = distributed_rank()
+    if world > 1:  # under torchrun: this process's share of the recordings
+        bags = rank_share(bags, rank, world)
+        print(f"rank {rank} of {world}: {len(bags)} recording(s)")
+    t0 = time.monotonic()
+    results = convert(bags, args.out, settings.pipeline.preprocess, settings.sync,
+                      args.thermal_topic, args.rgb_topic, args.pairs_per_shard, args.workers)
+    written = [r for r in results if r.manifest and not r.skipped]
+    pairs = sum(r.manifest["pairs"] for r in written)
+    seconds = time.monotonic() - t0
+    for r in results:
+        if r.error:
+            print(f"{r.bag}: FAILED: {r.error}")
+        elif r.skipped:
+            print(f"{r.bag}: complete already ({r.manifest['pairs']} pairs), skipped")
+        for note in r.notes:
+            print(f"{r.bag}: {note}")
+    print(f"{len(written)} recording(s) -> {pairs} pairs in "
+          f"{sum(len(r.manifest['shards']) for r in written)} shard(s) under {args.out} in "
+          f"{seconds:.1f} s ({pairs / max(seconds, 1e-9):.1f} pairs/s, {args.workers} "
+          f"process(es)); manifest: {Path(args.out) / 'manifest.json'}")
+    failed = [r for r in results if r.error]
+    return EXIT_SKIPPED if failed else EXIT_OK
+
+
 def cmd_thermal(args) -> int:
     from tqdm import tqdm
 
@@ -485,6 +518,35 @@ def _add_bag_export_parser(sub) -> None:
     p.set_defaults(func=cmd_bag_export)
 
 
+def _add_shards_parser(sub) -> None:
+    from .stream.shards import PAIRS_PER_SHARD
+
+    p = sub.add_parser("shards", help="write recordings as shards (tar files of preprocessed "
+                       "pairs + manifests) that lutfuse-train streams; parallel, resumable")
+    p.add_argument("bags", nargs="+", type=Path,
+                   help="rosbag2 recordings (folder, .mcap, .db3) or folders of them (the "
+                        "recorder's split pieces)")
+    p.add_argument("--out", type=Path, required=True, help="shard folder (created; a re-run "
+                   "skips recordings already complete there)")
+    p.add_argument("--pairs-per-shard", type=int, default=PAIRS_PER_SHARD,
+                   help="pairs in each tar file")
+    p.add_argument("--workers", type=int, default=1, help="recordings converted at once "
+                   "(processes); under torchrun each rank converts its share")
+    p.add_argument("--params", type=Path, default=None,
+                   help="a robot's parameter file (config/fusion.yaml): its agc.*, "
+                        "registration.* and sync.* settings")
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="rig calibration (lutfuse calibrate) to register thermal into RGB")
+    p.add_argument("--agc", default=None, choices=AGC_MODES,
+                   help="16-bit thermal to 8 bit (default: the node's, or --params')")
+    p.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC, help="thermal image topic")
+    p.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC, help="RGB image topic")
+    p.add_argument("--slop", type=float, default=None, help="largest stamp difference (s)")
+    p.add_argument("--thermal-offset", type=float, default=None,
+                   help="seconds added to thermal stamps before pairing")
+    p.set_defaults(func=cmd_shards)
+
+
 def _add_calibrate_parser(sub) -> None:
     p = sub.add_parser("calibrate", help="thermal -> RGB homography of a camera rig from "
                        "recorded pairs (targetless) or corresponding points; writes the node's "
@@ -554,6 +616,7 @@ COMMANDS = (_add_fuse_parser,
             _add_export_onnx_parser,
             _add_bench_parser,
             _add_bag_export_parser,
+            _add_shards_parser,
             _add_calibrate_parser,
             _add_thermal_parser,
             _add_demo_parser)

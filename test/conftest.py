@@ -33,6 +33,12 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 99)))
 os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lutfuse_test_ros_home_"))
 os.environ.update(dds_profile_env(config_file("fastdds_shm_localhost.xml")))
+# Where the upstream launch tools were installed into this venv (scripts/ros2_tools.sh: a
+# second run of scripts/test.sh), launch finds its grammar through the ament index of the
+# venv, as a sourced ROS install would provide.
+if not os.environ.get("AMENT_PREFIX_PATH") and \
+        (Path(sys.prefix) / "share" / "ament_index").is_dir():
+    os.environ["AMENT_PREFIX_PATH"] = sys.prefix
 
 # scripts/test.sh runs the node tests a second time against the colcon install space
 # (LUTFUSE_TEST_INSTALL_SPACE=colcon_ws/install, its setup.sh sourced): make sure that is

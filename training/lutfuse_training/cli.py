@@ -5,6 +5,12 @@
     lutfuse-train compare --model RUN/model.npz --teacher RUN/teacher.pt --data TEST_DIR ...
         --out DIR
 
+``--data`` takes image folders, rosbag2 recordings (read into memory: small jobs) or shard
+sets (``lutfuse shards``: streamed, for a fleet's data). Across processes and machines, start
+either stage with torchrun (torch DDP):
+
+    torchrun --standalone --nproc_per_node=N -m lutfuse_training.cli teacher ...
+
 Options come from the YAML config; ``--set name=value`` (repeatable) and the dedicated flags
 override it. Exit codes: 0 done, 2 bad input (message on stderr, no traceback).
 """
@@ -34,7 +40,9 @@ def _overrides(args) -> dict:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML of options (training/configs/*.yaml)")
-    p.add_argument("--data", nargs="+", required=True, help="folders with ir/ and vis/")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="folders with ir/ and vis/, rosbag2 recordings, or shard sets "
+                        "(lutfuse shards; streamed)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override an option")
     p.add_argument("--steps", type=int)
@@ -45,46 +53,109 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # interruption, for tests
 
 
-def _prepare(args):
-    from .data import load_pairs, split_validation
+class _Data:
+    """A stage's data: the sampler of this rank's batches, validation pairs, and what the
+    model card says about it."""
+
+    def __init__(self, args, config, world, seed: int) -> None:
+        from lutfuse_ros.stream.shards import ShardSet, is_shard_set
+
+        from .data import (
+            CropSampler,
+            ShardCrops,
+            StreamSampler,
+            load_pairs,
+            shard_validation,
+            split_validation,
+        )
+
+        share = world.share(config.batch_size)
+        sets = [d for d in args.data if is_shard_set(d)]
+        if sets and len(sets) != len(args.data):
+            raise ConfigError("--data: give shard sets alone, or folders and bags alone "
+                              f"(shard sets: {', '.join(map(str, sets))})")
+        if sets:
+            opened = [ShardSet.open(d) for d in sets]
+            shards = [p for s in opened for p in s.shards]
+            train_shards, self.val_pairs = shard_validation(shards, config.val_pairs,
+                                                            config.crop)
+            dataset = ShardCrops(train_shards, config.crop, seed, world.rank, world.size,
+                                 config.shuffle_buffer, config.crops_per_pair,
+                                 start_step=self._resume_step(args))
+            self.sampler = StreamSampler(dataset, share, config.loader_workers)
+            self.info = {"kind": "shards", "sets": [str(s.folder) for s in opened],
+                         "shards": len(shards), "pairs": sum(s.pairs for s in opened),
+                         "hours": round(sum(s.hours for s in opened), 3),
+                         "sources": sorted({x for s in opened for x in s.sources})}
+            mine = len(dataset.shards)
+            self.line = (f"{len(train_shards)} training shard(s) of {self.info['pairs']} pairs "
+                         f"({self.info['hours']} h from {len(self.info['sources'])} "
+                         f"recording(s)), {mine} on rank {world.rank}; {len(self.val_pairs)} "
+                         "validation pairs (the last shard)")
+        else:
+            pairs = load_pairs(args.data, min_side=config.crop, progress=world.main,
+                               bag_topics=(config.thermal_topic, config.rgb_topic))
+            train_pairs, self.val_pairs = split_validation(pairs, config.val_pairs)
+            self.sampler = CropSampler(train_pairs, config.crop, config.batch_size, seed,
+                                       world.rank, world.size)
+            self.info = {"kind": "pairs in memory", "pairs": len(pairs)}
+            self.line = f"{len(train_pairs)} training pairs, {len(self.val_pairs)} held out"
+        self.line += f"; batch {config.batch_size} = {share} per process"
+        self.names = [Path(d).resolve().name for d in args.data]
+
+    @staticmethod
+    def _resume_step(args) -> int:
+        """The step a resumed run continues from (seeds the stream's order)."""
+        import torch
+
+        stage = args.func.__name__.removeprefix("cmd_")
+        ckpt = Path(args.out) / f"{stage}_checkpoint.pt"
+        if not args.resume or not ckpt.exists():
+            return 0
+        return int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+
+
+def _prepare(args, seed_offset: int = 0):
+    from .distributed import join, restarted
 
     config = load_config(args.config, _overrides(args))
-    device = config.resolved_device()
-    pairs = load_pairs(args.data, min_side=config.crop,
-                       bag_topics=(config.thermal_topic, config.rgb_topic))
-    train_pairs, val_pairs = split_validation(pairs, config.val_pairs)
-    print(f"{len(train_pairs)} training pairs, {len(val_pairs)} held out, device {device}",
-          flush=True)
-    return config, device, train_pairs, val_pairs
+    world, device = join(config.resolved_device())
+    if restarted():  # torchrun --max-restarts after a failure: go on from the checkpoint
+        args.resume = True
+    data = _Data(args, config, world, config.seed + seed_offset)
+    if world.main:
+        print(f"{world.describe()}, device {device}; {data.line}", flush=True)
+    return config, device, world, data
 
 
 def cmd_teacher(args) -> None:
-    from .data import CropSampler
+    from .distributed import leave
     from .loop import train
     from .stages import TeacherStage
 
-    config, device, train_pairs, val_pairs = _prepare(args)
+    config, device, world, data = _prepare(args)
     stage = TeacherStage(config, device)
-    sampler = CropSampler(train_pairs, config.crop, config.batch_size, config.seed)
-    summary = train(stage, config, sampler, val_pairs, args.out, device, args.resume,
-                    args.stop_after)
-    print(f"teacher: {summary}", flush=True)
+    summary = train(stage, config, data.sampler, data.val_pairs, args.out, device,
+                    args.resume, args.stop_after, world=world)
+    if world.main:
+        print(f"teacher: {summary}", flush=True)
+    leave(world)
 
 
 def cmd_distill(args) -> None:
-    from .data import CropSampler
+    from .distributed import leave
     from .loop import train
     from .stages import DistillStage
     from .teacher import load_teacher
 
-    config, device, train_pairs, val_pairs = _prepare(args)
+    config, device, world, data = _prepare(args, seed_offset=1)
     teacher = load_teacher(args.teacher, device)
-    names = [f"{Path(d).resolve().name}" for d in args.data]
-    stage = DistillStage(config, device, teacher, names)
-    sampler = CropSampler(train_pairs, config.crop, config.batch_size, config.seed + 1)
-    summary = train(stage, config, sampler, val_pairs, args.out, device, args.resume,
-                    args.stop_after)
-    print(f"distill: {summary}", flush=True)
+    stage = DistillStage(config, device, teacher, data.names, data.info)
+    summary = train(stage, config, data.sampler, data.val_pairs, args.out, device,
+                    args.resume, args.stop_after, world=world)
+    if world.main:
+        print(f"distill: {summary}", flush=True)
+    leave(world)
 
 
 def cmd_compare(args) -> None:

@@ -30,6 +30,11 @@ class TrainConfig:
         val_pairs: pairs held out from the training folders for validation (every k-th).
         time_limit_min: stop early (and save) when a run takes longer; 0 = no limit.
         thermal_topic, rgb_topic: image topics of rosbag2 data (a recorder bag names its own).
+    Shard sets (``--data SHARD_DIR``, streamed; ``batch_size`` is the global batch, split
+    evenly over torchrun's processes):
+        shuffle_buffer: crops each loader process holds to mix (its memory: this many crops).
+        crops_per_pair: crops cut from each pair as it streams past.
+        loader_workers: DataLoader worker processes per rank (0: read in the training process).
     Teacher (MM-Net):
         teacher_channels: encoder widths at the four scales; teacher_heads: attention heads.
         w_intensity, w_gradient, w_ssim: weights of the unsupervised fusion losses.
@@ -53,6 +58,9 @@ class TrainConfig:
     time_limit_min: float = 0.0
     thermal_topic: str = DEFAULT_THERMAL_TOPIC
     rgb_topic: str = DEFAULT_RGB_TOPIC
+    shuffle_buffer: int = 512
+    crops_per_pair: int = 4
+    loader_workers: int = 0
     teacher_channels: list[int] = field(default_factory=lambda: list(TEACHER_CHANNELS))
     teacher_heads: int = TEACHER_HEADS
     w_intensity: float = 1.0
@@ -72,6 +80,9 @@ class TrainConfig:
                   (self.crop >= 32, "crop must be >= 32 pixels"),
                   (self.lr > 0, "lr must be > 0"),
                   (self.val_every >= 1, "val_every must be >= 1"),
+                  (self.shuffle_buffer >= 1 and self.crops_per_pair >= 1
+                   and self.loader_workers >= 0,
+                   "shuffle_buffer and crops_per_pair must be >= 1, loader_workers >= 0"),
                   (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                    f"device must be auto, cpu or cuda[:N], got {self.device!r}"),
                   (self.lut_init in ("max", "mean"), "lut_init must be max or mean"),

@@ -2,8 +2,15 @@
 
 A stage (teacher or distillation) supplies its modules, parameter groups, a loss per batch,
 a validation pass and its final outputs; this loop owns everything else. Every step reseeds
-torch from ``(seed, step)`` and draws its batch from ``CropSampler.batch(step)``, so a run
-resumed from a checkpoint takes exactly the steps an uninterrupted run takes.
+torch from ``(seed, rank, step)`` and draws its batch from ``sampler.batch(step)``, so a run
+resumed from a checkpoint takes exactly the steps an uninterrupted run takes (for in-memory
+data; a shard stream restarts its order from the resumed step).
+
+Under torchrun (:mod:`.distributed`) the stage's trained module runs wrapped in
+``DistributedDataParallel``; the losses logged are the mean over ranks, every decision
+(a skipped spike, the time limit) is taken on those shared numbers, and rank 0 alone writes.
+A checkpoint holds no trace of the world size: it resumes on any number of processes
+(rank 0 reads it and sends it to the others, so machines need not share a disk).
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from lutfuse_ros.core.errors import ConfigError
 from lutfuse_ros.core.imageio import mosaic, write_image
 
 from .config import TrainConfig, save_config
-from .data import CropSampler, Pair
+from .data import Pair
+from .distributed import World, any_rank, mean_over_ranks
 from .plot import line_plot
 
 CHECKPOINT = "{stage}_checkpoint.pt"
@@ -31,8 +39,11 @@ LOG_BOOKKEEPING = ("step", "lr", "elapsed_s", "skipped")  # log columns that are
 
 class Stage(Protocol):
     name: str
+    forward: torch.nn.Module  # what losses() runs: trained(), or DDP's wrapper of it
 
     def modules(self) -> dict[str, torch.nn.Module]: ...
+
+    def trained(self) -> torch.nn.Module: ...
 
     def param_groups(self) -> list[dict]: ...
 
@@ -43,8 +54,9 @@ class Stage(Protocol):
     def finish(self, run_dir: Path, summary: dict) -> None: ...
 
 
-def _seed(seed: int, step: int) -> None:
-    torch.manual_seed(int(np.random.default_rng([seed, step, 7]).integers(2 ** 62)))
+def _seed(seed: int, step: int, rank: int = 0) -> None:
+    key = [seed, step, 7] if rank == 0 else [seed, step, 7, rank]
+    torch.manual_seed(int(np.random.default_rng(key).integers(2 ** 62)))
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
@@ -64,8 +76,9 @@ class _Run:
     restores)."""
 
     def __init__(self, stage: Stage, config: TrainConfig, val_pairs: list[Pair],
-                 run_dir: Path) -> None:
+                 run_dir: Path, world: World = World(), device: str = "cpu") -> None:
         self.stage, self.config, self.val_pairs, self.run_dir = stage, config, val_pairs, run_dir
+        self.world, self.device = world, device
         self.opt = torch.optim.Adam(stage.param_groups())
         ratio = config.lr_final_ratio
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -75,10 +88,17 @@ class _Run:
         self.ckpt_path = run_dir / CHECKPOINT.format(stage=stage.name)
 
     def restore(self) -> None:
-        """Continue from the stage's checkpoint in ``run_dir``."""
-        if not self.ckpt_path.exists():
-            raise FileNotFoundError(f"--resume: no {self.ckpt_path.name} in {self.run_dir}")
-        ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        """Continue from the stage's checkpoint in ``run_dir`` (read by rank 0, sent to the
+        other ranks)."""
+        ckpt = None
+        if self.world.main:
+            if not self.ckpt_path.exists():
+                raise FileNotFoundError(f"--resume: no {self.ckpt_path.name} in {self.run_dir}")
+            ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        if self.world.distributed:
+            box = [ckpt]
+            torch.distributed.broadcast_object_list(box, src=0)
+            ckpt = box[0]
         if ckpt.get("stage") != self.stage.name:
             raise ConfigError(f"{self.ckpt_path} is a {ckpt.get('stage')} checkpoint, not "
                               f"{self.stage.name}")
@@ -94,10 +114,15 @@ class _Run:
         ``time.monotonic``)."""
         terms = self.stage.losses(batch)
         self.opt.zero_grad(set_to_none=True)
+        # Every rank logs and decides on the mean over ranks (the global batch's losses).
+        names = list(terms)
+        shared = mean_over_ranks(torch.stack([terms[k].detach().float() for k in names]),
+                                 self.world).tolist()
+        values = dict(zip(names, shared))
         # A loss far above the recent median is a spike (a run on the GPU diverged from one
         # within four steps): skip that update rather than follow it.
         recent = [r["total"] for r in self.log[-50:]]
-        spike = len(recent) >= 20 and float(terms["total"].detach()) > 5 * float(np.median(recent))
+        spike = len(recent) >= 20 and values["total"] > 5 * float(np.median(recent))
         if not spike:
             terms["total"].backward()
             if self.config.grad_clip > 0:  # one bad batch must not wreck a run
@@ -106,7 +131,7 @@ class _Run:
             self.opt.step()
         self.sched.step()
         row = {"step": step + 1, "lr": self.opt.param_groups[0]["lr"], "skipped": int(spike),
-               **{k: float(v.detach()) for k, v in terms.items()},
+               **values,
                "elapsed_s": round(time.monotonic() - t0, 2)}
         self.log.append(row)
         if not math.isfinite(row["total"]):
@@ -147,45 +172,58 @@ class _Run:
         return {"steps": last.get("step", self.start), "planned_steps": self.config.steps,
                 "stopped_early": stopped_early, "train_seconds": round(seconds, 1),
                 "skipped_steps": sum(r.get("skipped", 0) for r in self.log), "device": device,
+                "world_size": self.world.size, "backend": self.world.backend or "none",
                 "final_losses": {k: v for k, v in last.items() if k not in LOG_BOOKKEEPING},
                 "validation": self.val_log[-1] if self.val_log else {}}
 
 
-def train(stage: Stage, config: TrainConfig, sampler: CropSampler, val_pairs: list[Pair],
+def train(stage: Stage, config: TrainConfig, sampler, val_pairs: list[Pair],
           run_dir: Path, device: str, resume: bool = False, stop_after: int | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, world: World = World()) -> dict:
     """Run (or resume) ``stage`` for ``config.steps`` steps; returns a summary dict.
 
+    ``sampler``: anything with ``batch(step, device)`` (:class:`~.data.CropSampler`,
+    :class:`~.data.StreamSampler`), giving this rank's share of the step's batch.
     ``stop_after`` ends the run after that many steps with a checkpoint, as an interruption
     would (tests use it to check that resuming gives the uninterrupted result).
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / f"{stage.name}_config.yaml")
-    run = _Run(stage, config, val_pairs, run_dir)
+    from torch.nn.parallel import DistributedDataParallel
+
+    main = world.main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / f"{stage.name}_config.yaml")
+    run = _Run(stage, config, val_pairs, run_dir, world, device)
     if resume:
         run.restore()
+    if world.distributed:  # after restore: DDP starts every rank from rank 0's parameters
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        stage.forward = DistributedDataParallel(stage.trained(), device_ids=ids)
     t0 = time.monotonic() - run.elapsed0
     stopped_early = False
     for m in stage.modules().values():
         m.train()
     bar = tqdm(range(run.start, config.steps), initial=run.start, total=config.steps,
-               desc=stage.name, unit="step", disable=not progress)
+               desc=stage.name, unit="step", disable=not (progress and main))
     for step in bar:
-        _seed(config.seed, step)
+        _seed(config.seed, step, world.rank)
         row = run.step(step, sampler.batch(step, device), t0)
         bar.set_postfix(loss=f"{row['total']:.4f}")
         done, elapsed = row["step"], time.monotonic() - t0
-        over_time = config.time_limit_min and elapsed > 60 * config.time_limit_min
-        if done % config.val_every == 0 or done == config.steps or over_time:
+        over_time = any_rank(bool(config.time_limit_min and elapsed > 60 * config.time_limit_min),
+                             world, device)
+        if main and (done % config.val_every == 0 or done == config.steps or over_time):
             run.validate(done)
             run.checkpoint(done, time.monotonic() - t0)
         if over_time:
             stopped_early = True
             break
         if stop_after is not None and done >= stop_after:
-            run.checkpoint(done, time.monotonic() - t0)
+            if main:
+                run.checkpoint(done, time.monotonic() - t0)
             return {"stopped_at": done}
     bar.close()
     summary = run.summary(device, stopped_early, time.monotonic() - t0)
-    stage.finish(run_dir, summary)
+    if main:
+        stage.finish(run_dir, summary)
     return summary

@@ -63,9 +63,14 @@ class TeacherStage:
         self.config, self.device = config, device
         self.net = MMNet(TeacherConfig(list(config.teacher_channels), config.teacher_heads))
         self.net.to(device)
+        self.forward = self.net  # what the loss runs through (DDP's wrapper across processes)
 
     def modules(self):
         return {"teacher": self.net}
+
+    def trained(self) -> torch.nn.Module:
+        """The module DDP wraps: every trained parameter, one forward call per step."""
+        return self.net
 
     def param_groups(self):
         return [{"params": self.net.parameters(), "lr": self.config.lr}]
@@ -73,7 +78,7 @@ class TeacherStage:
     def losses(self, batch):
         c = self.config
         y = rgb_to_ycbcr(batch["rgb"])[:, :1]
-        fused = self.net(batch["ir"], y)
+        fused = self.forward(batch["ir"], y)
         t = teacher_losses(fused, y, batch["ir"])
         t["range"] = (F.relu(-fused) + F.relu(fused - 1)).mean()  # stay inside [0, 1]
         t["total"] = c.w_intensity * t["intensity"] + c.w_gradient * t["gradient"] + \
@@ -109,6 +114,19 @@ def initial_lut(kind: str, n: int = LUT_NODES) -> torch.Tensor:
     return lut.expand(n, n, n, n).contiguous()
 
 
+class Student(torch.nn.Module):
+    """The table and the context network as one module: the runtime's differentiable forward
+    pass (``fuse_luma``), so that DDP sees one forward call over every trained parameter."""
+
+    def __init__(self, lut: LutTable, context: ContextNet, context_scale: float) -> None:
+        super().__init__()
+        self.lut_module, self.context, self.context_scale = lut, context, context_scale
+
+    def forward(self, rgb, ir, grad_range=None):
+        return fuse_luma(self.lut_module.lut, self.context, rgb, ir, self.context_scale,
+                         grad_range)
+
+
 class DistillStage:
     """The MM-LUT and its context network trained against the frozen teacher, through the
     runtime's own differentiable forward pass (``core.torch_ops.fuse_luma``) at the runtime's
@@ -117,32 +135,33 @@ class DistillStage:
     name = "distill"
 
     def __init__(self, config: TrainConfig, device: str, teacher: MMNet,
-                 data_names: list[str]) -> None:
+                 data_names: list[str], data_info: dict | None = None) -> None:
         torch.manual_seed(config.seed)
         self.config, self.device, self.data_names = config, device, data_names
+        self.data_info = data_info or {}
         self.teacher = teacher.to(device).eval().requires_grad_(False)
         self.lut_module = LutTable(initial_lut(config.lut_init).to(device))
         self.lut = self.lut_module.lut
         self.context_config = ContextNetConfig()
         self.context = ContextNet(self.context_config).to(device)
+        self.student = Student(self.lut_module, self.context, config.context_scale)
+        self.forward = self.student  # DDP's wrapper across processes
 
     def modules(self):
         return {"lut": self.lut_module, "context": self.context}
+
+    def trained(self) -> torch.nn.Module:
+        return self.student
 
     def param_groups(self):
         c = self.config
         return [{"params": [self.lut], "lr": c.lr},
                 {"params": self.context.parameters(), "lr": c.lr * c.context_lr_ratio}]
 
-    def student_luma(self, rgb, ir, grad_range=None):
-        fy, ycbcr = fuse_luma(self.lut, self.context, rgb, ir, self.config.context_scale,
-                              grad_range)
-        return fy, ycbcr
-
     def losses(self, batch):
         c = self.config
         rgb, ir = batch["rgb"], batch["ir"]
-        fy, ycbcr = self.student_luma(rgb, ir, batch["grad_range"])
+        fy, ycbcr = self.forward(rgb, ir, batch["grad_range"])
         y = ycbcr[:, :1]
         with torch.no_grad():
             target = self.teacher(ir, y).clamp(0, 1)
@@ -157,7 +176,7 @@ class DistillStage:
 
     def fuse_pair(self, p: Pair) -> np.ndarray:
         rgb, ir = pair_tensors(p, self.device)
-        fy, ycbcr = self.student_luma(rgb, ir)
+        fy, ycbcr = self.student(rgb, ir)
         return to_u8(ycbcr_to_rgb(torch.cat((fy, ycbcr[:, 1:]), 1)))
 
     def validate(self, pairs):
@@ -170,7 +189,8 @@ class DistillStage:
                 "licence": "Apache-2.0 (lutfuse_ros); trained on MSRS and RoadScene pairs",
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                     timespec="seconds"),
-                "training": {"data": self.data_names, "config": self.config.to_dict(),
+                "training": {"data": self.data_names, "data_info": self.data_info,
+                             "config": self.config.to_dict(),
                              "agc": dataclasses.asdict(TRAINING_AGC), **(summary or {})}}
         return FusionModel(lut=self.lut.detach().cpu().numpy().astype(np.float32),
                            context_state=state, context_config=self.context_config.to_dict(),
@@ -184,6 +204,16 @@ class DistillStage:
         write_model_card(run_dir / "MODEL_CARD.md", model, summary)
 
 
+def _data_lines(training: dict) -> list[str]:
+    info = training.get("data_info") or {}
+    if info.get("kind") != "shards":
+        return [f"- {info['pairs']} pairs read into memory", ""] if info.get("pairs") else []
+    return [f"- shard sets: {', '.join(info['sets'])}",
+            f"- {info['shards']} shards, {info['pairs']} pairs, {info['hours']} h of recording "
+            f"from {len(info['sources'])} recording(s): {', '.join(info['sources'][:20])}"
+            + (" ..." if len(info["sources"]) > 20 else ""), ""]
+
+
 def write_model_card(path: Path, model: FusionModel, summary: dict) -> None:
     t = model.metadata["training"]
     c = t["config"]
@@ -191,8 +221,9 @@ def write_model_card(path: Path, model: FusionModel, summary: dict) -> None:
     lines = [f"# Model card: {model.model_id}", "",
              "An MM-LUT (16^4 table + context CNN) distilled from an MM-Net teacher by "
              "`lutfuse-train distill`.", "",
-             "## Data", "", *[f"- {d}" for d in t["data"]], "",
-             f"- validation: {c['val_pairs']} pairs held out of the training folders", "",
+             "## Data", "", *[f"- {d}" for d in t["data"]], "", *_data_lines(t),
+             f"- validation: {c['val_pairs']} pairs held out (every k-th pair of folders and "
+             "bags; the first of a shard set's last shard)", "",
              f"- 16-bit thermal frames mapped by AGC `{t['agc']['mode']}` ("
              + ", ".join(f"{k} {v}" for k, v in t["agc"].items() if k != "mode")
              + "); 8-bit IR as it is. A node with another `agc.mode` warns.", "",
@@ -201,7 +232,9 @@ def write_model_card(path: Path, model: FusionModel, summary: dict) -> None:
              f"{' (stopped by the time limit)' if summary['stopped_early'] else ''}, "
              f"batch {c['batch_size']} crops of {c['crop']} px, Adam lr {c['lr']} cosine to "
              f"x{c['lr_final_ratio']}, seed {c['seed']}",
-             f"- device: {summary['device']}, {summary['train_seconds']} s",
+             f"- device: {summary['device']}, {summary['train_seconds']} s, world size "
+             f"{summary.get('world_size', 1)} ({summary.get('backend', 'none')}; batch "
+             f"{c['batch_size']} is the global batch)",
              f"- context_scale: {c['context_scale']} (the runtime's), gradient range of the "
              "whole frame (the runtime's normaliser), LUT initialised as "
              f"`{c['lut_init']}`", "",
