@@ -244,3 +244,29 @@ def test_record_train_deploy_loop(rclpy_session, tmp_path):
         harness.close()
         node.terminate()
         node.wait(timeout=10)
+
+
+def test_recorder_splits_an_hours_long_recording_into_pieces(rclpy_session, tmp_path):
+    """split_bytes: a folder of complete bags in time order, each pair in exactly one, each
+    piece with the recording note; the folder converts to shards as one recording set."""
+    from lutfuse_ros.stream.shards import ShardSet, convert, expand_bags
+
+    harness = Harness()
+    try:
+        # a 96x128 pair is ~62 kB (mono16 + rgb8): a new piece after every third pair
+        record(harness, tmp_path / "run", camera_frames(8), 7, tmp_path / "rec.log",
+               "-p", "split_bytes:=130000")
+    finally:
+        harness.close()
+    pieces = expand_bags([tmp_path / "run"])
+    assert [p.name for p in pieces] == ["run_0000", "run_0001", "run_0002"]
+    stamps = [[s for s, _, _ in read_pairs(p)] for p in pieces]
+    assert [len(s) for s in stamps] == [3, 3, 1]
+    flat = [s for piece in stamps for s in piece]
+    assert flat == sorted(set(flat))  # each pair once, in time order across the pieces
+    for k, piece in enumerate(pieces):
+        assert '"piece": %d' % k in bag_messages(piece, "/lutfuse/recording_config")[0].data
+    from lutfuse_ros.core.preprocess import PreprocessConfig
+
+    convert(pieces, tmp_path / "shards", PreprocessConfig(), progress=False)
+    assert ShardSet.open(tmp_path / "shards").pairs == 7

@@ -175,3 +175,103 @@ def test_runtime_never_imports_training_and_no_top_level_training_module():
             "assert not [m for m in sys.modules if m.startswith('lutfuse_training')]; "
             "assert importlib.util.find_spec('training') is None")
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+# -- streaming shards and torchrun (DDP, gloo on the CPU) -----------------------------------
+def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=N lutfuse-train ...`` on loopback."""
+    import os
+
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "lutfuse_training.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def logged(run: Path, stage: str, column: str = "total") -> list[float]:
+    import csv
+
+    with open(run / f"{stage}_log.csv") as f:
+        return [float(r[column]) for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory) -> Path:
+    """Three recordings (bags as ros2 bag record writes them) as a shard set."""
+    from test_bags import write_bag
+
+    from lutfuse_ros.cli import main as lutfuse
+
+    root = tmp_path_factory.mktemp("fleet")
+    for k in range(3):
+        write_bag(root / "bags" / f"robot{k}", frames=8)
+    assert lutfuse(["shards", str(root / "bags"), "--out", str(root / "shards"),
+                    "--pairs-per-shard", "4"]) == 0
+    return root / "shards"
+
+
+def test_two_processes_follow_the_one_process_loss_curve(data_dir, tmp_path):
+    """The same global batch split over two DDP processes: the same training, to float
+    rounding (in-memory data: each process takes its half of the step's batch)."""
+    import os
+
+    args = ["teacher", "--config", str(TINY), "--data", str(data_dir), "--set", "batch_size=4",
+            "--steps", "8", "--set", "val_every=8"]
+    torch.set_num_threads(1)  # as torchrun's processes (OMP_NUM_THREADS=1)
+    try:
+        assert train_main([*args, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    result = torchrun(2, *args, "--out", str(tmp_path / "two"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world size 2, backend gloo" in result.stdout
+    assert "batch 4 = 2 per process" in result.stdout
+    one, two = logged(tmp_path / "one", "teacher"), logged(tmp_path / "two", "teacher")
+    assert len(one) == len(two) == 8
+    np.testing.assert_allclose(two, one, rtol=1e-3)
+    assert not (tmp_path / "two" / "teacher_checkpoint.pt.tmp").exists()
+
+
+def test_both_stages_from_shards_on_two_processes_then_resumed_on_one(shard_dir, tmp_path):
+    run = tmp_path / "run"
+    common = ["--config", str(TINY), "--data", str(shard_dir), "--out", str(run),
+              "--set", "batch_size=4"]
+    result = torchrun(2, "teacher", *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world size 2, backend gloo" in result.stdout
+    assert "5 training shard(s) of 24 pairs" in result.stdout  # 6 shards, the last held out
+    result = torchrun(2, "distill", *common, "--teacher", str(run / "teacher.pt"),
+                      "--stop-after", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(logged(run, "distill")) == 3
+    # The two-process checkpoint goes on in one process.
+    assert train_main(["distill", *common, "--teacher", str(run / "teacher.pt"),
+                       "--resume"]) == 0
+    assert len(logged(run, "distill")) == 6
+    model = load_model(run / "model.npz")
+    assert model.metadata["training"]["data_info"]["pairs"] == 24
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "6 shards, 24 pairs" in card and "robot0, robot1, robot2" in card
+    ir, vis = synthetic_pair(seed=5, shape=(96, 128))
+    assert Fuser(model).fuse(ir, vis).shape == vis.shape
+
+
+def test_the_stream_holds_at_most_its_buffer_and_skips_a_truncated_shard(shard_dir, tmp_path,
+                                                                          capsys):
+    import shutil
+
+    from lutfuse_ros.stream.shards import ShardSet
+    from lutfuse_training.data import ShardCrops
+
+    copy = tmp_path / "shards"
+    shutil.copytree(shard_dir, copy)
+    shards = list(ShardSet.open(copy).shards)
+    cut = shards[1].read_bytes()
+    shards[1].write_bytes(cut[: len(cut) // 2])
+    stream = ShardCrops(shards, crop=64, seed=0, buffer=5, crops_per_pair=2)
+    crops = [c for _, c in zip(range(80), iter(stream))]  # > one pass over the 24 pairs
+    assert len(crops) == 80 and crops[0][0].shape == (64, 64, 3) and crops[0][1].shape == (64, 64)
+    assert stream.peak_held == 5
+    assert capsys.readouterr().out.count(f"skipping shard: {shards[1]}") == 1
+    with pytest.raises(DataError, match="rank 3 of 8 has no shard"):
+        ShardCrops(shards[:3], crop=64, seed=0, rank=3, world=8)

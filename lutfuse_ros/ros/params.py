@@ -341,6 +341,8 @@ class RecorderSettings:
     max_pairs: int = 0
     max_duration: float = 0.0
     max_bytes: int = 0
+    split_bytes: int = 0
+    split_duration: float = 0.0
     record_status: bool = True
 
     @classmethod
@@ -378,6 +380,13 @@ RECORDER_PARAMS: tuple[RecorderParam, ...] = (
                   read_only=True, range=(0.0, 1e7)),
     RecorderParam("max_bytes", "Stop once the bag holds this many bytes of images (0: no "
                   "limit).", read_only=True, range=(0, 2 ** 62)),
+    RecorderParam("split_bytes", "Start a new piece once the open one holds this many bytes "
+                  "of messages (0: one bag). bag_path is then a folder of bags NAME_0000, "
+                  "_0001, ... (ros2 bag record --max-bag-size).", read_only=True,
+                  range=(0, 2 ** 62)),
+    RecorderParam("split_duration", "Start a new piece once the open one spans this many "
+                  "seconds of message stamps (0: one bag); as split_bytes "
+                  "(ros2 bag record --max-bag-duration).", read_only=True, range=(0.0, 1e7)),
     RecorderParam("record_status", "Also record the fusion node's fused/status (where the "
                   "messages were built by colcon).", read_only=True),
 )

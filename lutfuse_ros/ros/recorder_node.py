@@ -9,6 +9,13 @@ node's, from the same params file) go into the bag as a ``std_msgs/String`` JSON
 ``/lutfuse/recording_config``; ``rgb/camera_info`` is recorded as it comes, and so is the
 fusion node's ``fused/status`` (``record_status``, where the messages were built by colcon).
 
+For hours of recording, ``split_bytes`` / ``split_duration`` (as ``ros2 bag record
+--max-bag-size/--max-bag-duration``) make ``bag_path`` a folder of complete bags,
+``<name>_0000``, ``<name>_0001``, ... in time order, each with the config note (and the
+status topic). A piece is closed only between pairs, so every pair is in exactly one piece,
+and a power loss costs at most the open piece's tail (the damaged-MCAP reader recovers its
+complete messages). ``lutfuse shards`` and ``lutfuse-train --data`` take the folder.
+
 Parameters: :data:`~.params.RECORDER_PARAMS` (declared with descriptors, ranges and
 choices; the README's table is generated from them), and the fusion node's (``sync.*`` is
 used here).
@@ -58,7 +65,7 @@ def cdr_stamp_ns(raw: bytes) -> int:
 class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("lutfuse_recorder")
-        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.rosbag2 import StoragePlugin
 
         # Its own parameters, then the fusion node's: a params file shared by both is
         # accepted, and the preprocessing in use is recorded beside the images.
@@ -79,31 +86,29 @@ class RecorderNode(Node):
             raise ConfigError(f"bag_path {path} exists already: rosbag2 writes a new folder")
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise ConfigError(f"bag_path {path}: folder {path.parent} is missing or not writable")
-        storage = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[s.storage]
+        self.storage = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[s.storage]
         self.typestore = lutfuse_typestore()
-        self.writer = Writer(path, version=8, storage_plugin=storage)
-        self.writer.open()
+        self.path, self.splitting = path, bool(s.split_bytes or s.split_duration)
         rgb_type = CompressedImage if s.rgb_compressed else Image
         rgb_topic = "rgb/image/compressed" if s.rgb_compressed else "rgb/image"
-        ts = self.typestore
         th_type = CompressedImage if s.thermal_compressed else Image
         th_topic = "thermal/image/compressed" if s.thermal_compressed else "thermal/image"
-        self.conns = {
-            THERMAL: self.writer.add_connection(self.resolve_topic_name(th_topic),
-                                                f"sensor_msgs/msg/{th_type.__name__}",
-                                                typestore=ts),
-            RGB: self.writer.add_connection(self.resolve_topic_name(rgb_topic),
-                                            f"sensor_msgs/msg/{rgb_type.__name__}", typestore=ts),
-        }
-        self.info_conn = self.writer.add_connection(self.resolve_topic_name("rgb/camera_info"),
-                                                    "sensor_msgs/msg/CameraInfo", typestore=ts)
-        config_conn = self.writer.add_connection(CONFIG_TOPIC, "std_msgs/msg/String",
-                                                 typestore=ts)
-        config = dict(values, thermal_topic=self.conns[THERMAL].topic,
-                      rgb_topic=self.conns[RGB].topic)
-        msg = ts.types["std_msgs/msg/String"](data=json.dumps(config, default=list))
-        self.writer.write(config_conn, time.time_ns(), ts.serialize_cdr(msg,
-                                                                      "std_msgs/msg/String"))
+        # (key, topic, type) of every connection a piece has; fused/status where wanted
+        self.topics = [(THERMAL, self.resolve_topic_name(th_topic),
+                        f"sensor_msgs/msg/{th_type.__name__}"),
+                       (RGB, self.resolve_topic_name(rgb_topic),
+                        f"sensor_msgs/msg/{rgb_type.__name__}"),
+                       ("info", self.resolve_topic_name("rgb/camera_info"),
+                        "sensor_msgs/msg/CameraInfo")]
+        if s.record_status and FusionStatus is not None:
+            self.topics.append(("status", self.resolve_topic_name("fused/status"),
+                                "lutfuse_ros/msg/FusionStatus"))
+        self.note = dict(values, thermal_topic=self.topics[0][1], rgb_topic=self.topics[1][1])
+        self.pieces = 0
+        self.writer = None
+        if self.splitting:
+            path.mkdir()
+        self._open_piece()
         fusion_settings = NodeSettings.from_values({q.name: values[q.name] for q in PARAMS})
         self.sync = ApproximateTimePolicy.from_config(fusion_settings.sync)
         self.pairs = 0
@@ -121,9 +126,36 @@ class RecorderNode(Node):
         self.create_subscription(CameraInfo, "rgb/camera_info", self._on_info,
                                  qos_profile_sensor_data, raw=True)
         self._subscribe_status(s.record_status)
-        self.get_logger().info(f"recording {self.resolve_topic_name(th_topic)} + "
-                               f"{self.resolve_topic_name(rgb_topic)} pairs into {path} "
-                               f"({s.storage})")
+        split = f", a new piece every {s.split_bytes} bytes" if s.split_bytes else ""
+        split += f", a new piece every {s.split_duration} s" if s.split_duration else ""
+        self.get_logger().info(f"recording {self.topics[0][1]} + {self.topics[1][1]} pairs "
+                               f"into {path} ({s.storage}{split})")
+
+    def _open_piece(self) -> None:
+        """A new bag (the only one, or the next piece of a split recording) with its
+        connections and the config note."""
+        from rosbags.rosbag2 import Writer
+
+        ts = self.typestore
+        path = self.path / f"{self.path.name}_{self.pieces:04d}" if self.splitting else self.path
+        self.writer = Writer(path, version=8, storage_plugin=self.storage)
+        self.writer.open()
+        self.conns = {key: self.writer.add_connection(topic, msgtype, typestore=ts)
+                      for key, topic, msgtype in self.topics}
+        note = self.writer.add_connection(CONFIG_TOPIC, "std_msgs/msg/String", typestore=ts)
+        msg = ts.types["std_msgs/msg/String"](data=json.dumps(
+            dict(self.note, piece=self.pieces), default=list))
+        self.writer.write(note, time.time_ns(), ts.serialize_cdr(msg, "std_msgs/msg/String"))
+        self.pieces += 1
+        self.piece_bytes, self.piece_start_ns = 0, None
+
+    def _next_piece_due(self, stamp_ns: int) -> bool:
+        s = self.settings
+        if self.piece_start_ns is None:
+            self.piece_start_ns = stamp_ns
+        return self.splitting and (
+            (s.split_bytes and self.piece_bytes >= s.split_bytes) or
+            (s.split_duration and stamp_ns - self.piece_start_ns >= s.split_duration * 1e9))
 
     def _subscribe_status(self, wanted: bool) -> None:
         """fused/status beside the images (a dashboard's view of the recording session)."""
@@ -133,22 +165,19 @@ class RecorderNode(Node):
             self.get_logger().info("fused/status not recorded: lutfuse_ros messages not built "
                                    "(pip install)")
             return
-        conn = self.writer.add_connection(self.resolve_topic_name("fused/status"),
-                                          "lutfuse_ros/msg/FusionStatus",
-                                          typestore=self.typestore)
 
         def on_status(raw: bytes) -> None:
             stamp = cdr_stamp_ns(raw)
             if not self.done and stamp > 0:  # zero: the node has fused nothing yet
                 if self.statuses == 0:
-                    self.get_logger().info(f"recording {conn.topic} too")
+                    self.get_logger().info(f"recording {self.conns['status'].topic} too")
                 self.statuses += 1
-                self._write(conn, stamp, raw)
+                self._write("status", stamp, raw)
         self.create_subscription(FusionStatus, "fused/status", on_status, 10, raw=True)
 
     def _on_info(self, raw: bytes) -> None:
         if not self.done:
-            self._write(self.info_conn, cdr_stamp_ns(raw), raw)
+            self._write("info", cdr_stamp_ns(raw), raw)
 
     def _on(self, topic: int, raw: bytes) -> None:
         if self.done:
@@ -174,8 +203,8 @@ class RecorderNode(Node):
                 return
             self.last_thumb = thumb
         self.last_pair_ns = pair.rgb_stamp_ns
-        self._write(self.conns[THERMAL], pair.thermal_stamp_ns, pair.thermal)
-        self._write(self.conns[RGB], pair.rgb_stamp_ns, pair.rgb)
+        self._write(THERMAL, pair.thermal_stamp_ns, pair.thermal)
+        self._write(RGB, pair.rgb_stamp_ns, pair.rgb)
         self.pairs += 1
         s = self.settings
         if (s.max_pairs and self.pairs >= s.max_pairs) or \
@@ -183,6 +212,9 @@ class RecorderNode(Node):
                 (s.max_bytes and self.bytes >= s.max_bytes):
             self.get_logger().info(f"limit reached after {self.pairs} pairs: closing the bag")
             self.close()
+        elif self._next_piece_due(pair.rgb_stamp_ns):  # between pairs only
+            self._close_writer()
+            self._open_piece()
 
     def _thumbnail(self, raw: bytes) -> np.ndarray | None:
         """Grey 1/8-size image of a serialised RGB message (for the near-duplicate test)."""
@@ -200,22 +232,26 @@ class RecorderNode(Node):
         small = img[::8, ::8].astype(np.float32)
         return small.mean(axis=2) if small.ndim == 3 else small
 
-    def _write(self, conn, stamp_ns: int, raw: bytes) -> None:
+    def _write(self, key, stamp_ns: int, raw: bytes) -> None:
         try:
-            self.writer.write(conn, stamp_ns, bytes(raw))
+            self.writer.write(self.conns[key], stamp_ns, bytes(raw))
             self.bytes += len(raw)
+            self.piece_bytes += len(raw)
         except OSError as exc:  # disk full, file gone: keep what is written readable
             self.get_logger().error(f"cannot write to the bag ({exc}): closing it with "
                                     f"{self.pairs} pairs")
             self.close()
 
+    def _close_writer(self) -> None:
+        try:
+            self.writer.close()
+        except Exception as exc:  # noqa: BLE001 - report, the data so far is on disk
+            self.get_logger().error(f"closing the bag failed: {exc}")
+
     def close(self) -> None:
         if not self.done:
             self.done = True
-            try:
-                self.writer.close()
-            except Exception as exc:  # noqa: BLE001 - report, the data so far is on disk
-                self.get_logger().error(f"closing the bag failed: {exc}")
+            self._close_writer()
 
 
 def main(args: list[str] | None = None) -> None:

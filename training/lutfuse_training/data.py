@@ -24,6 +24,7 @@ from lutfuse_ros.core.errors import InputError, LutfuseError
 from lutfuse_ros.core.imageio import match_pairs, read_thermal, read_visible
 from lutfuse_ros.core.preprocess import AGCConfig, GradientNormaliser, ThermalAGC
 from lutfuse_ros.stream.bagio import is_bag
+from lutfuse_ros.stream.shards import expand_bags
 
 # 16-bit thermal frames (folders and bags) go through the node's default AGC; the model
 # records it (metadata training.agc) so a node with another AGC warns.
@@ -69,9 +70,11 @@ def load_pairs(dirs: list[str | Path], min_side: int = 0, progress: bool = True,
     listed = []
     for d in dirs:
         d = Path(d)
-        if is_bag(d):
-            pairs += pairs_from_bag(d, min_side, thermal_topic=bag_topics[0],
-                                    rgb_topic=bag_topics[1])
+        if is_bag(d) or (d.is_dir() and not (d / "ir").is_dir() and
+                         any(is_bag(q) for q in d.iterdir())):
+            for bag in expand_bags([d]):  # a bag, or the recorder's split pieces in order
+                pairs += pairs_from_bag(bag, min_side, thermal_topic=bag_topics[0],
+                                        rgb_topic=bag_topics[1])
             continue
         if not (d / "ir").is_dir() or not (d / "vis").is_dir():
             raise DataError(f"{d}: expected {d}/ir and {d}/vis folders of paired images")
