@@ -56,22 +56,30 @@ def write_recording(path: Path, frames: int, seed: int) -> None:
                                             Image.__msgtype__))
 
 
-def stream_memory(shards: Path, passes: int = 3) -> tuple[float, int]:
-    """Peak RSS (MB) of a fresh process streaming ``passes`` x the shard set, and crops read."""
+def stream_memory(shards: Path, passes: int = 3) -> tuple[list[float], float]:
+    """Resident memory (MB) of a fresh process after each pass of streaming crops from the
+    shard set, and its peak."""
     code = f"""
-import resource, sys
+import resource
 from lutfuse_ros.stream.shards import ShardSet
 from lutfuse_training.data import ShardCrops
+
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+
 s = ShardSet.open({str(shards)!r})
 stream = iter(ShardCrops(list(s.shards), crop=128, seed=0, buffer=256, crops_per_pair=4))
-n = {passes} * s.pairs * 4
-for _ in range(n):
-    next(stream)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n)
+after = []
+for _ in range({passes}):
+    for _ in range(s.pairs * 4):
+        next(stream)
+    after.append(rss())
+print(*after, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    rss, n = out.stdout.split()
-    return float(rss), int(n)
+    *after, peak = map(float, out.stdout.split())
+    return after, peak
 
 
 def baseline_memory() -> float:
@@ -126,10 +134,11 @@ def main() -> None:
         shards = tmp / "shards2"
         size_mb = sum(p.stat().st_size for p in shards.glob("*.tar")) / 2**20
         decoded_mb = ShardSet.open(shards).pairs * 480 * 640 * 4 / 2**20
-        rss, crops = stream_memory(shards)
-        print(f"streaming: {crops} crops (3 passes) from {size_mb:.0f} MB of shards "
-              f"({decoded_mb:.0f} MB decoded): peak RSS {rss:.0f} MB, of which "
-              f"{baseline_memory():.0f} MB is the imports (buffer 256 crops of 128 px)")
+        after, peak = stream_memory(shards)
+        print(f"streaming 3 passes over {size_mb:.0f} MB of shards ({decoded_mb:.0f} MB "
+              f"decoded), buffer 256 crops of 128 px: resident "
+              f"{' -> '.join(f'{a:.0f}' for a in after)} MB after each pass, peak {peak:.0f} "
+              f"MB; the imports alone {baseline_memory():.0f} MB")
         for world in (1, 2):
             rate = train_rate(shards, tmp / f"run{world}", world, args.steps)
             print(f"teacher, world size {world}: {rate:.2f} steps/s = {rate * 8:.1f} crops/s "

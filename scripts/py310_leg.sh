@@ -30,5 +30,5 @@ export ROS_HOME="$(mktemp -d)"
 "$V/bin/python" -m pytest -q -p no:cacheprovider test/test_fusion.py test/test_preprocess.py \
   test/test_thermal.py test/test_codec.py test/test_onnx_runtime.py test/test_parity.py \
   test/test_metrics.py test/test_stats.py test/test_params.py test/test_sync.py \
-  test/test_bags.py test/test_node.py test/test_robot_loop.py test/test_cli.py
+  test/test_bags.py test/test_shards.py test/test_node.py test/test_robot_loop.py test/test_cli.py
 echo "py310_leg: $("$V/bin/python" -V) passed in $(( $(date +%s) - start )) s"

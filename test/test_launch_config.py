@@ -8,7 +8,13 @@ from importlib.metadata import entry_points
 import pytest
 
 from lutfuse_ros.ros.param_docs import to_markdown, to_yaml
-from lutfuse_ros.ros.params import BY_NAME, PARAMS, RECORDER_PARAMS, read_params_file
+from lutfuse_ros.ros.params import (
+    BY_NAME,
+    PARAMS,
+    RECORDER_BY_NAME,
+    RECORDER_PARAMS,
+    read_params_file,
+)
 
 from conftest import ROOT
 
@@ -59,9 +65,7 @@ def test_record_launch_file_names_the_recorder_and_declared_arguments():
     args = {a.get("name") for a in root.iter("arg")}
     used = set(re.findall(r"\$\(var (\w+)\)", ET.tostring(root, encoding="unicode")))
     assert used <= args
-    recorder_params = {"bag_path", "storage", "rgb_compressed", "thermal_compressed",
-                       "min_interval", "min_change",
-                       "max_pairs", "max_duration", "max_bytes"}
+    recorder_params = set(RECORDER_BY_NAME)
     for node in root.iter("node"):
         assert node.get("exec") == "recorder_node" and "recorder_node" in CONSOLE_SCRIPTS
         for p in node.iter("param"):
