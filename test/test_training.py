@@ -275,3 +275,49 @@ def test_the_stream_holds_at_most_its_buffer_and_skips_a_truncated_shard(shard_d
     assert capsys.readouterr().out.count(f"skipping shard: {shards[1]}") == 1
     with pytest.raises(DataError, match="rank 3 of 8 has no shard"):
         ShardCrops(shards[:3], crop=64, seed=0, rank=3, world=8)
+
+
+def test_a_rank_that_dies_stops_the_run_and_a_restart_resumes(data_dir, tmp_path):
+    """One of two workers killed (as by the OOM killer) after the first checkpoint: without
+    restarts torchrun stops the run naming the failure; with --max-restarts=1 the workers
+    start again and go on from the checkpoint to the end."""
+    import os
+    import signal
+    import time
+
+    def run(run_dir: Path, *torchrun_args: str) -> tuple[int, str]:
+        env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", *torchrun_args, "-m", "lutfuse_training.cli", "teacher",
+               "--config", str(TINY), "--data", str(data_dir), "--out", str(run_dir),
+               "--set", "batch_size=2", "--steps", "120", "--set", "val_every=10"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env, start_new_session=True)
+        ckpt = run_dir / "teacher_checkpoint.pt"
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert ckpt.exists(), "no checkpoint written"
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_worker(p, run_dir)]
+        assert len(workers) == 2, workers
+        os.kill(max(workers), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+        return proc.returncode, out
+
+    code, out = run(tmp_path / "stops")
+    assert code != 0 and "FAILED" in out and "Signal 9 (SIGKILL)" in out
+    code, out = run(tmp_path / "restarts", "--max-restarts=1")
+    assert code == 0, out[-3000:]
+    assert "torchrun restart 1: resuming from" in out
+    assert logged(tmp_path / "restarts", "teacher")[-1] > 0
+    assert len(logged(tmp_path / "restarts", "teacher")) == 120
+
+
+def _is_worker(pid: str, run_dir: Path) -> bool:
+    """A training worker of this run (not torchrun itself)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return (str(run_dir).encode() in cmd and b"lutfuse_training.cli" in cmd
+            and b"torch.distributed.run" not in cmd)

@@ -17,6 +17,7 @@ override it. Exit codes: 0 done, 2 bad input (message on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -116,12 +117,18 @@ class _Data:
 
 
 def _prepare(args, seed_offset: int = 0):
-    from .distributed import join, restarted
+    from .distributed import any_rank, join, restarted
 
     config = load_config(args.config, _overrides(args))
     world, device = join(config.resolved_device())
     if restarted():  # torchrun --max-restarts after a failure: go on from the checkpoint
-        args.resume = True
+        stage = args.func.__name__.removeprefix("cmd_")
+        found = world.main and (Path(args.out) / f"{stage}_checkpoint.pt").exists()
+        args.resume = any_rank(found, world, device)  # rank 0's answer, on every rank
+        if world.main:
+            print(f"torchrun restart {os.environ['TORCHELASTIC_RESTART_COUNT']}: "
+                  + (f"resuming from {args.out}" if args.resume else "no checkpoint yet, "
+                     "starting over"), flush=True)
     data = _Data(args, config, world, config.seed + seed_offset)
     if world.main:
         print(f"{world.describe()}, device {device}; {data.line}", flush=True)

@@ -141,10 +141,14 @@ class _Run:
 
     def checkpoint(self, step: int, elapsed: float) -> None:
         """Checkpoint, logs (CSV) and the loss curve (PNG)."""
+        # Written aside and renamed: a process killed mid-write (a dying rank, torchrun's
+        # SIGTERM to the others) leaves the previous checkpoint whole.
+        part = self.ckpt_path.with_name(self.ckpt_path.name + ".tmp")
         torch.save({"stage": self.stage.name, "step": step, "elapsed_s": elapsed,
                     "modules": {n: m.state_dict() for n, m in self.stage.modules().items()},
                     "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                    "log": self.log, "val_log": self.val_log}, self.ckpt_path)
+                    "log": self.log, "val_log": self.val_log}, part)
+        part.replace(self.ckpt_path)
         name, log = self.stage.name, self.log
         _write_rows(self.run_dir / f"{name}_log.csv", log)
         _write_rows(self.run_dir / f"{name}_val.csv", self.val_log)
