@@ -72,3 +72,23 @@ def test_to_gray_matches_reading_the_png(tmp_path):
     rgb = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
     write_image(tmp_path / "x.png", rgb)
     np.testing.assert_array_equal(M.to_gray(rgb), M.read_gray(tmp_path / "x.png"))
+
+
+def test_detail_kept_rewards_visible_texture_on_a_brighter_thermal_base():
+    """A hand-built scene: warm asphalt (IR 180) under dark road with bright lane dashes
+    (visible 40 / 120). The Max rule shows flat asphalt: nothing kept (0). Carrying the
+    visible contrast onto the thermal base keeps all of it (1). Where the visible image is
+    the brighter one, or the region is too small, there is nothing to score (NaN)."""
+    h, w = 64, 96
+    vis = np.full((h, w), 40.0, np.float32)
+    for x in range(4, w, 16):
+        vis[20:44, x:x + 6] = 120.0  # the dashes
+    ir = np.full((h, w), 180.0, np.float32)
+    max_rule = np.maximum(ir, vis)
+    carried = ir + 0.5 * (vis - vis.mean())
+    assert M.detail_kept(max_rule, ir, vis) == 0.0
+    assert M.detail_kept(carried, ir, vis) == pytest.approx(1.0)
+    assert 0.0 < M.detail_kept(0.5 * (ir + vis), ir, vis) <= 1.0  # the Average keeps some
+    assert math.isnan(M.detail_kept(vis, vis - 30.0, vis))  # visible brighter everywhere
+    assert math.isnan(M.detail_kept(carried[:8, :8], ir[:8, :8], vis[:8, :8]))  # < 200 px
+    assert M.DETAIL not in M.TABLE_METRICS  # its own column (NaN-aware means)

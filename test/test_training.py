@@ -321,3 +321,32 @@ def _is_worker(pid: str, run_dir: Path) -> bool:
         return False
     return (str(run_dir).encode() in cmd and b"lutfuse_training.cli" in cmd
             and b"torch.distributed.run" not in cmd)
+
+
+def test_gradient_domain_teacher_objective_prefers_visible_contrast_on_a_warm_base():
+    """Issue 28's objective: on warm asphalt (IR brighter) with visible lane dashes, the
+    per-pixel max scores worse than the thermal base carrying the visible contrast. The old
+    teacher could not produce that (a convex blend never exceeds the brighter source); the
+    detail head can, and starts at zero: a new teacher begins as the old one."""
+    from lutfuse_training.losses import teacher_losses
+
+    y = torch.full((1, 1, 48, 64), 0.15)
+    y[..., 16:32, 8:56:16] = 0.5  # dashes
+    ir = torch.full_like(y, 0.7)
+    max_rule, carried = torch.maximum(y, ir), ir + (y - y.mean())
+
+    def score(fused, sigma):
+        t = teacher_losses(fused, y, ir, base_sigma=sigma)
+        return t["intensity"] + 2 * t["gradient"] + 2 * t.get("contrast", 0.0)
+    assert score(carried, 2.0) < score(max_rule, 2.0)
+    torch.manual_seed(0)
+    plain = MMNet(TeacherConfig((4, 8, 8, 8), 2))
+    torch.manual_seed(0)
+    with_detail = MMNet(TeacherConfig((4, 8, 8, 8), 2, detail=True))
+    rgb_y, t_ir = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    torch.testing.assert_close(with_detail(t_ir, rgb_y), plain(t_ir, rgb_y))
+    with torch.no_grad():
+        plain.head.bias.fill_(-3.0)  # any blend: never above the brighter source
+        assert (plain(t_ir, rgb_y) <= torch.maximum(t_ir, rgb_y) + 1e-6).all()
+        with_detail.detail_head.bias.fill_(1.0)  # the detail head goes above it
+        assert (with_detail(ir, y) > torch.maximum(ir, y) + 0.1).any()

@@ -11,7 +11,14 @@ from tqdm import tqdm
 
 from lutfuse_ros.core import Fuser, FusionConfig, load_model
 from lutfuse_ros.core.imageio import mosaic, write_image
-from lutfuse_ros.core.metrics import TABLE_METRICS, evaluate, markdown_table, to_gray
+from lutfuse_ros.core.metrics import (
+    DETAIL,
+    TABLE_METRICS,
+    detail_kept,
+    evaluate,
+    markdown_table,
+    to_gray,
+)
 from lutfuse_ros.core.model import official_model_path
 
 from .data import load_pairs
@@ -58,18 +65,19 @@ def compare(data_dirs: list[str], out_dir: Path, model_path: Path, teacher_path:
             a, b = p.ir.astype(np.float32), to_gray(p.rgb)
             for m, fuse in runs.items():
                 f = fuse(p)
-                scores[m].append(evaluate(to_gray(f) if f.ndim == 3 else f.astype(np.float32),
-                                          a, b))
+                g = to_gray(f) if f.ndim == 3 else f.astype(np.float32)
+                scores[m].append({**evaluate(g, a, b), DETAIL: detail_kept(g, a, b)})
                 if m in ("teacher (MM-Net)", "ours fast 1/16", "authors' fast 1/16", "Max"):
                     row.append(f)
             if n in (0, len(pairs) // 3, 2 * len(pairs) // 3):
                 shots.append(row)
-        means = {m: {k: float(np.nanmean([s[k] for s in v])) for k in TABLE_METRICS}
+        columns = TABLE_METRICS + (DETAIL,)
+        means = {m: {k: float(np.nanmean([s[k] for s in v])) for k in columns}
                  for m, v in scores.items()}
         results[name] = means
         wins = [k for k in GOAL if means["ours fast 1/16"][k] > means["authors' fast 1/16"][k]]
         lines += [f"## {name} ({len(pairs)} pairs)", "",
-                  markdown_table(means, digits=3).rstrip("\n")]
+                  markdown_table(means, columns, digits=3).rstrip("\n")]
         lines += ["", f"Ours (fast) above the authors' (fast) on {len(wins)} of {len(GOAL)} goal "
                   f"metrics: {', '.join(wins) or 'none'}.", ""]
         labels = ["IR", "visible"] + [m for m in runs if m in ("teacher (MM-Net)", "ours fast 1/16",

@@ -38,6 +38,9 @@ class TrainConfig:
     Teacher (MM-Net):
         teacher_channels: encoder widths at the four scales; teacher_heads: attention heads.
         w_intensity, w_gradient, w_ssim: weights of the unsupervised fusion losses.
+        teacher_detail: the teacher's second head (visible detail gain on top of the blend).
+        base_sigma: > 0: gradient-domain fusion (intensity of the blurred images at this
+            sigma, px; plus ``w_contrast`` x the signed-gradient term); 0: per-pixel max.
     Distillation (MM-LUT):
         context_scale: the runtime's context resolution the LUT is trained with.
         lut_init: ``max`` (fused = brighter source) or ``mean`` starting table.
@@ -66,6 +69,9 @@ class TrainConfig:
     w_intensity: float = 1.0
     w_gradient: float = 10.0
     w_ssim: float = 1.0
+    teacher_detail: bool = False
+    base_sigma: float = 0.0
+    w_contrast: float = 0.0
     context_scale: float = FusionConfig.context_scale  # the runtime's
     lut_init: str = "max"
     w_teacher: float = 1.0

@@ -8,6 +8,13 @@ Why these terms (teacher, no ground truth exists for fusion):
   of either source, i.e. the texture of the visible image and the outlines of IR targets.
 - SSIM to both sources: keeps local structure and contrast, and stops the first two terms
   from producing halos (they are per-pixel and blind to structure).
+
+With ``base_sigma`` > 0 (the default model's config), gradient-domain fusion instead: the
+intensity term compares only the blurred images (the fused *base* follows the brighter
+source), and a ``contrast`` term asks the fused image's signed Sobel gradients to be the
+stronger source's, so the visible texture (its polarity too) is carried onto a brighter
+thermal base rather than replaced by it; the per-pixel max ignores visible lane marks on
+warm asphalt, this does not.
 """
 from __future__ import annotations
 
@@ -39,14 +46,31 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return s.mean()
 
 
-def teacher_losses(fused: torch.Tensor, y: torch.Tensor, ir: torch.Tensor
-                   ) -> dict[str, torch.Tensor]:
-    """Unsupervised fusion terms (unweighted)."""
+def sobel_xy(y: torch.Tensor) -> torch.Tensor:
+    """Signed Sobel derivatives (zero padding): :math:`(B, 1, H, W)` -> :math:`(B, 2, H, W)`."""
+    kx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
+                      dtype=y.dtype, device=y.device)
+    return F.conv2d(y, torch.stack((kx, kx.T))[:, None], padding=1)
+
+
+def teacher_losses(fused: torch.Tensor, y: torch.Tensor, ir: torch.Tensor,
+                   base_sigma: float = 0.0) -> dict[str, torch.Tensor]:
+    """Unsupervised fusion terms (unweighted); ``base_sigma`` > 0: gradient-domain fusion
+    (intensity on the blurred images, and the ``contrast`` term)."""
     g_f = sobel_magnitude(fused, eps=GRADIENT_EPS)
     g_y, g_i = sobel_magnitude(y), sobel_magnitude(ir)
-    return {"intensity": (fused - torch.maximum(y, ir)).abs().mean(),
-            "gradient": (g_f - torch.maximum(g_y, g_i)).abs().mean(),
-            "ssim": 1.0 - 0.5 * (ssim(fused, y) + ssim(fused, ir))}
+    t = {"gradient": (g_f - torch.maximum(g_y, g_i)).abs().mean(),
+         "ssim": 1.0 - 0.5 * (ssim(fused, y) + ssim(fused, ir))}
+    if base_sigma > 0:
+        from .teacher import gaussian_blur
+
+        blur = lambda x: gaussian_blur(x, base_sigma)  # noqa: E731
+        t["intensity"] = (blur(fused) - torch.maximum(blur(y), blur(ir))).abs().mean()
+        target = torch.where(g_y >= g_i, sobel_xy(y), sobel_xy(ir))  # the stronger source's
+        t["contrast"] = (sobel_xy(fused) - target).abs().mean()
+    else:
+        t["intensity"] = (fused - torch.maximum(y, ir)).abs().mean()
+    return t
 
 
 def lut_monotonicity(lut: torch.Tensor, axes: tuple[int, ...] = (0, 3)) -> torch.Tensor:

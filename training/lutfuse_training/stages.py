@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,14 @@ import torch.nn.functional as F
 from lutfuse_ros.core import FusionModel, save_model
 from lutfuse_ros.core.context_layout import ContextNetConfig
 from lutfuse_ros.core.context_net import ContextNet
-from lutfuse_ros.core.metrics import TABLE_METRICS, evaluate, markdown_table, to_gray
+from lutfuse_ros.core.metrics import (
+    DETAIL,
+    TABLE_METRICS,
+    detail_kept,
+    evaluate,
+    markdown_table,
+    to_gray,
+)
 from lutfuse_ros.core.model import LUT_NODES, LUT_SCALE
 from lutfuse_ros.core.onnx_context import with_onnx
 from lutfuse_ros.core.torch_ops import fuse_luma, rgb_to_ycbcr, ycbcr_to_rgb
@@ -41,11 +49,15 @@ def _score(pairs: list[Pair], fuse) -> tuple[dict[str, float], list[list[np.ndar
     scores, rows = [], []
     for n, p in enumerate(pairs):
         fused = fuse(p)
-        m = evaluate(to_gray(fused), p.ir.astype(np.float32), to_gray(p.rgb))
-        scores.append({k: m[k] for k in TABLE_METRICS})
+        f, a, b = to_gray(fused), p.ir.astype(np.float32), to_gray(p.rgb)
+        m = evaluate(f, a, b)
+        scores.append({**{k: m[k] for k in TABLE_METRICS}, DETAIL: detail_kept(f, a, b)})
         if n < 4:
             rows.append([p.ir, p.rgb, fused])
-    return {k: float(np.nanmean([s[k] for s in scores])) for k in TABLE_METRICS}, rows
+    with warnings.catch_warnings():  # Detail is NaN for pairs without a thermal-bright region
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {k: float(np.nanmean([s[k] for s in scores]))
+                for k in TABLE_METRICS + (DETAIL,)}, rows
 
 
 def teacher_fuse_rgb(net: MMNet, rgb: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
@@ -61,7 +73,8 @@ class TeacherStage:
     def __init__(self, config: TrainConfig, device: str) -> None:
         torch.manual_seed(config.seed)
         self.config, self.device = config, device
-        self.net = MMNet(TeacherConfig(list(config.teacher_channels), config.teacher_heads))
+        self.net = MMNet(TeacherConfig(list(config.teacher_channels), config.teacher_heads,
+                                       config.teacher_detail))
         self.net.to(device)
         self.forward = self.net  # what the loss runs through (DDP's wrapper across processes)
 
@@ -79,10 +92,10 @@ class TeacherStage:
         c = self.config
         y = rgb_to_ycbcr(batch["rgb"])[:, :1]
         fused = self.forward(batch["ir"], y)
-        t = teacher_losses(fused, y, batch["ir"])
+        t = teacher_losses(fused, y, batch["ir"], c.base_sigma)
         t["range"] = (F.relu(-fused) + F.relu(fused - 1)).mean()  # stay inside [0, 1]
         t["total"] = c.w_intensity * t["intensity"] + c.w_gradient * t["gradient"] + \
-            c.w_ssim * t["ssim"] + t["range"]
+            c.w_ssim * t["ssim"] + t["range"] + c.w_contrast * t.get("contrast", 0.0)
         return t
 
     def validate(self, pairs):
@@ -246,5 +259,5 @@ def write_model_card(path: Path, model: FusionModel, summary: dict) -> None:
              f"- {c['w_tv']} x smoothness (mean squared neighbour difference)", "",
              "Final: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["final_losses"].items()), "",
              "## Validation (held-out pairs, fast mode as trained)", "",
-             markdown_table({"held-out pairs": val}, digits=3)]
+             markdown_table({"held-out pairs": val}, TABLE_METRICS + (DETAIL,), digits=3)]
     path.write_text("\n".join(lines))

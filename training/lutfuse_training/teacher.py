@@ -29,6 +29,10 @@ class TeacherConfig:
 
     channels: tuple[int, ...] = TEACHER_CHANNELS
     heads: int = TEACHER_HEADS
+    # A second head: a per-pixel gain of the visible detail (Y minus its blur) added on top
+    # of the blend, so the fused image can carry visible texture on a brighter thermal base
+    # (a convex blend of the two cannot: it never exceeds the brighter source).
+    detail: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))  # a list from a file
@@ -94,6 +98,10 @@ class MMNet(nn.Module):
         self.head = nn.Conv2d(ch[0], 1, 3, padding=1, padding_mode="reflect")
         nn.init.zeros_(self.head.weight)  # start exactly at the brighter source
         nn.init.zeros_(self.head.bias)
+        if config.detail:
+            self.detail_head = nn.Conv2d(ch[0], 1, 3, padding=1, padding_mode="reflect")
+            nn.init.zeros_(self.detail_head.weight)  # no detail added at the start
+            nn.init.zeros_(self.detail_head.bias)
 
     def forward(self, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h, w = ir.shape[-2:]
@@ -115,7 +123,23 @@ class MMNet(nn.Module):
         # output stayed at the max rule, and a sigmoid output saturated in a GPU run.)
         w_ir = torch.sigmoid(self.head(x) + 20.0 * (ir - y))
         out = w_ir * ir + (1.0 - w_ir) * y
+        if self.config.detail:
+            gain = self.detail_head(x).clamp(-0.5, 2.0)
+            out = out + gain * (y - gaussian_blur(y, DETAIL_SIGMA))
         return out[..., :h, :w]
+
+
+DETAIL_SIGMA = 2.0  # px: the visible detail layer is Y minus its Gaussian blur of this sigma
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (reflect padding) of :math:`(B, 1, H, W)`."""
+    r = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
 
 
 def save_teacher(net: MMNet, path) -> None:
