@@ -46,6 +46,8 @@ class TrainConfig:
         lut_init: ``max`` (fused = brighter source) or ``mean`` starting table.
         w_teacher, w_ssim_sources, w_monotone, w_tv: distillation loss weights.
         context_lr_ratio: learning rate of the context network relative to the LUT's.
+        w_student_contrast: weight of the sources' signed-gradient term on the student
+            (``losses.contrast_loss``), beside L1 to the teacher.
     """
 
     seed: int = 0
@@ -79,6 +81,7 @@ class TrainConfig:
     w_monotone: float = 10.0
     w_tv: float = 1e-4
     context_lr_ratio: float = 0.1
+    w_student_contrast: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [(self.steps >= 1, "steps must be >= 1"),

@@ -53,6 +53,13 @@ def sobel_xy(y: torch.Tensor) -> torch.Tensor:
     return F.conv2d(y, torch.stack((kx, kx.T))[:, None], padding=1)
 
 
+def contrast_loss(fused: torch.Tensor, y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """L1 between the fused image's signed Sobel gradients and the stronger source's (by
+    magnitude, per pixel): the visible contrast carried onto a brighter thermal base."""
+    target = torch.where(sobel_magnitude(y) >= sobel_magnitude(ir), sobel_xy(y), sobel_xy(ir))
+    return (sobel_xy(fused) - target).abs().mean()
+
+
 def teacher_losses(fused: torch.Tensor, y: torch.Tensor, ir: torch.Tensor,
                    base_sigma: float = 0.0) -> dict[str, torch.Tensor]:
     """Unsupervised fusion terms (unweighted); ``base_sigma`` > 0: gradient-domain fusion
@@ -66,8 +73,7 @@ def teacher_losses(fused: torch.Tensor, y: torch.Tensor, ir: torch.Tensor,
 
         blur = lambda x: gaussian_blur(x, base_sigma)  # noqa: E731
         t["intensity"] = (blur(fused) - torch.maximum(blur(y), blur(ir))).abs().mean()
-        target = torch.where(g_y >= g_i, sobel_xy(y), sobel_xy(ir))  # the stronger source's
-        t["contrast"] = (sobel_xy(fused) - target).abs().mean()
+        t["contrast"] = contrast_loss(fused, y, ir)
     else:
         t["intensity"] = (fused - torch.maximum(y, ir)).abs().mean()
     return t

@@ -28,7 +28,7 @@ from lutfuse_ros.core.torch_ops import fuse_luma, rgb_to_ycbcr, ycbcr_to_rgb
 
 from .config import TrainConfig
 from .data import TRAINING_AGC, Pair
-from .losses import lut_monotonicity, lut_smoothness, ssim, teacher_losses
+from .losses import contrast_loss, lut_monotonicity, lut_smoothness, ssim, teacher_losses
 from .teacher import MMNet, TeacherConfig, save_teacher
 
 
@@ -185,6 +185,9 @@ class DistillStage:
              "smooth": lut_smoothness(self.lut)}
         t["total"] = c.w_teacher * t["teacher_l1"] + c.w_ssim_sources * t["ssim_sources"] + \
             c.w_monotone * t["monotone"] + c.w_tv * t["smooth"]
+        if c.w_student_contrast > 0:  # the sources' contrast, straight to the student
+            t["contrast"] = contrast_loss(fy, y, ir)
+            t["total"] = t["total"] + c.w_student_contrast * t["contrast"]
         return t
 
     def fuse_pair(self, p: Pair) -> np.ndarray:
