@@ -178,13 +178,20 @@ def test_runtime_never_imports_training_and_no_top_level_training_module():
 
 
 # -- streaming shards and torchrun (DDP, gloo on the CPU) -----------------------------------
-def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc_per_node=N lutfuse-train ...`` on loopback."""
+def torchrun_command(nproc: int, *args: str, torchrun_args: tuple[str, ...] = ()
+                     ) -> tuple[list[str], dict]:
+    """``torchrun --standalone --nproc_per_node=N [torchrun_args] lutfuse-train ...`` and its
+    environment: gloo on loopback, one thread a process."""
     import os
 
     env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "lutfuse_training.cli", *args]
+           f"--nproc_per_node={nproc}", *torchrun_args, "-m", "lutfuse_training.cli", *args]
+    return cmd, env
+
+
+def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    cmd, env = torchrun_command(nproc, *args)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -279,18 +286,18 @@ def test_the_stream_holds_at_most_its_buffer_and_skips_a_truncated_shard(shard_d
 
 def test_a_rank_that_dies_stops_the_run_and_a_restart_resumes(data_dir, tmp_path):
     """One of two workers killed (as by the OOM killer) after the first checkpoint: without
-    restarts torchrun stops the run naming the failure; with --max-restarts=1 the workers
+    restarts torchrun stops the run naming the failure; with --max-restarts the workers
     start again and go on from the checkpoint to the end."""
     import os
+    import re
     import signal
     import time
 
     def run(run_dir: Path, *torchrun_args: str) -> tuple[int, str]:
-        env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", *torchrun_args, "-m", "lutfuse_training.cli", "teacher",
-               "--config", str(TINY), "--data", str(data_dir), "--out", str(run_dir),
-               "--set", "batch_size=2", "--steps", "120", "--set", "val_every=10"]
+        cmd, env = torchrun_command(
+            2, "teacher", "--config", str(TINY), "--data", str(data_dir), "--out", str(run_dir),
+            "--set", "batch_size=2", "--steps", "120", "--set", "val_every=10",
+            torchrun_args=torchrun_args)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env, start_new_session=True)
         ckpt = run_dir / "teacher_checkpoint.pt"
@@ -306,9 +313,11 @@ def test_a_rank_that_dies_stops_the_run_and_a_restart_resumes(data_dir, tmp_path
 
     code, out = run(tmp_path / "stops")
     assert code != 0 and "FAILED" in out and "Signal 9 (SIGKILL)" in out
-    code, out = run(tmp_path / "restarts", "--max-restarts=1")
+    # Up to 3 restarts: on a loaded machine a restarted gloo group can fail to connect its
+    # mesh once (torchrun's rendezvous, "Connection refused"); the next restart goes on.
+    code, out = run(tmp_path / "restarts", "--max-restarts=3")
     assert code == 0, out[-3000:]
-    assert "torchrun restart 1: resuming from" in out
+    assert re.search(r"torchrun restart \d: resuming from", out), out[-3000:]
     assert logged(tmp_path / "restarts", "teacher")[-1] > 0
     assert len(logged(tmp_path / "restarts", "teacher")) == 120
 

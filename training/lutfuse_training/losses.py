@@ -53,10 +53,15 @@ def sobel_xy(y: torch.Tensor) -> torch.Tensor:
     return F.conv2d(y, torch.stack((kx, kx.T))[:, None], padding=1)
 
 
-def contrast_loss(fused: torch.Tensor, y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+def contrast_loss(fused: torch.Tensor, y: torch.Tensor, ir: torch.Tensor,
+                  g_y: torch.Tensor | None = None, g_i: torch.Tensor | None = None
+                  ) -> torch.Tensor:
     """L1 between the fused image's signed Sobel gradients and the stronger source's (by
-    magnitude, per pixel): the visible contrast carried onto a brighter thermal base."""
-    target = torch.where(sobel_magnitude(y) >= sobel_magnitude(ir), sobel_xy(y), sobel_xy(ir))
+    magnitude, per pixel): the visible contrast carried onto a brighter thermal base.
+    ``g_y``, ``g_i``: the sources' Sobel magnitudes, where the caller has them already."""
+    g_y = sobel_magnitude(y) if g_y is None else g_y
+    g_i = sobel_magnitude(ir) if g_i is None else g_i
+    target = torch.where(g_y >= g_i, sobel_xy(y), sobel_xy(ir))
     return (sobel_xy(fused) - target).abs().mean()
 
 
@@ -73,7 +78,7 @@ def teacher_losses(fused: torch.Tensor, y: torch.Tensor, ir: torch.Tensor,
 
         blur = lambda x: gaussian_blur(x, base_sigma)  # noqa: E731
         t["intensity"] = (blur(fused) - torch.maximum(blur(y), blur(ir))).abs().mean()
-        t["contrast"] = contrast_loss(fused, y, ir)
+        t["contrast"] = contrast_loss(fused, y, ir, g_y, g_i)
     else:
         t["intensity"] = (fused - torch.maximum(y, ir)).abs().mean()
     return t
